@@ -1,0 +1,31 @@
+# gridsim: `make run` and `make test` set everything up in .venv from the package registry.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup bench runner clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gridsim run scenarios/ieee123.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/federation_overhead.py
+
+# Regenerate the top-level runner.json (a test checks it is in sync).
+runner: $(STAMP)
+	$(BIN)/gridsim runner scenarios/ieee123.yaml > runner.json
+
+clean:
+	rm -rf $(VENV) runs build .pytest_cache

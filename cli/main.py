@@ -1,0 +1,191 @@
+"""The ``gridsim`` command: run, build, validate, list, export, schema.
+
+Exit codes: 0 success, 1 the federation failed (the message names the federate), 2 bad
+input (one line naming the file and the field; never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from gridsim import __version__
+from gridsim.build import RunSettings, runner_json, write_build
+from gridsim.components import builtin_types, load_definition
+from gridsim.errors import InputError
+from gridsim.feeders import bundled_names
+from gridsim.messages import json_schema
+from gridsim.supervisor import RunResult, run_federation
+from gridsim.wiring import Federation, load_federation
+
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def _load(path: str) -> Federation:
+    """Load and validate, turning bad input into exit code 2 with one line."""
+    try:
+        return load_federation(path)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gridsim")
+def cli() -> None:
+    """gridsim: HELICS co-simulation of power distribution grids."""
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: runs/NAME-TIMESTAMP).")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="Wall-clock limit in seconds (default: the scenario's, else 2 s a step).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) -> None:
+    """Run SCENARIO (YAML or wiring JSON) as a HELICS federation."""
+    federation = _load(scenario)
+    name = federation.scenario.name
+    run_dir = Path(out) if out else Path("runs") / (
+        f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}")
+    bar = None if quiet else _ProgressBar()
+    click.echo(f"gridsim {__version__}: {name} on {federation.feeder.name}, "
+               f"{federation.scenario.n_steps} steps, {len(federation.federates)} federates "
+               f"-> {run_dir}", err=True)
+    result = run_federation(federation, run_dir, timeout_s=timeout_s, progress=bar)
+    if bar:
+        bar.close()
+    _report(result)
+    sys.exit(0 if result.ok else 1)
+
+
+def _report(result: RunResult) -> None:
+    if result.ok:
+        startup = f"{result.startup_s:.2f} s" if result.startup_s is not None else "n/a"
+        click.echo(f"ok: {result.summary['n_steps']} steps in {result.wall_s:.2f} s "
+                   f"(start-up {startup}); results in {result.run_dir}", err=True)
+        feeder = next((p for p in result.summary["federates"].values() if "v_max_pu" in p), None)
+        if feeder:
+            click.echo(f"    voltage range {feeder['v_min_pu']:.4f} .. {feeder['v_max_pu']:.4f}"
+                       f" pu", err=True)
+        return
+    who = f"federate '{result.failed}'" if result.failed else "run"
+    click.echo(f"error: {who} failed: {result.reason}", err=True)
+    if result.log_tail:
+        click.echo(f"--- last lines of logs/{result.failed}.log ---", err=True)
+        click.echo(result.log_tail, err=True)
+    click.echo(f"recorded data so far is in {result.run_dir}", err=True)
+
+
+class _ProgressBar:
+    """Progress in simulated time: redrawn in place on a terminal, every 10% otherwise."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+        self.last_draw = 0.0
+
+    def __call__(self, t: float, duration: float) -> None:
+        frac = max(0.0, min(1.0, (t + 1e-9) / duration)) if duration else 0.0
+        tenth = int(frac * 10)
+        now = time.monotonic()
+        if self.tty and now - self.last_draw > 0.1:
+            filled = int(frac * 30)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] "
+                             f"{t / 3600:6.2f} h / {duration / 3600:.2f} h")
+            sys.stderr.flush()
+            self.last_draw = now
+        elif not self.tty and tenth > self.last:
+            sys.stderr.write(f"  {tenth * 10:3d}% ({t / 3600:.2f} h of {duration / 3600:.2f} h)\n")
+            self.last = tenth
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Folder for system.json, runner.json and federates/*.json.")
+def build(scenario: str, out: str) -> None:
+    """Write the federation's wiring, runner and every federate's HELICS config."""
+    federation = _load(scenario)
+    written = write_build(federation, Path(out), RunSettings(run_dir=Path(out)))
+    for path in written.values():
+        click.echo(str(path))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+def validate(scenario: str) -> None:
+    """Check SCENARIO against the component definitions; exit 2 on the first problem."""
+    federation = _load(scenario)
+    click.echo(f"ok: {federation.scenario.name}: {len(federation.federates)} federates, "
+               f"{len(federation.links)} links ({len(federation.defaulted_links)} defaulted), "
+               f"{federation.scenario.n_steps} steps")
+
+
+@cli.command("list")
+def list_() -> None:
+    """Federate types with their ports and parameters; bundled feeders and scenarios."""
+    for type_name, path in builtin_types().items():
+        definition = load_definition(path)
+        click.echo(f"{type_name} ({definition.version}): {definition.description}")
+        for p in definition.static_inputs:
+            default = "required" if p.is_required else f"default {p.default!r}"
+            click.echo(f"    parameter {p.port_id}: {p.type}, {default}. {p.description}")
+        for p in definition.dynamic_inputs:
+            need = "required" if p.is_required else "optional"
+            click.echo(f"    input  {p.port_id}: {p.type} ({need}). {p.description}")
+        for p in definition.dynamic_outputs:
+            click.echo(f"    output {p.port_id}: {p.type}. {p.description}")
+    click.echo(f"feeders: {', '.join(bundled_names())}")
+    if SCENARIOS_DIR.is_dir():
+        names = sorted(p.name for p in SCENARIOS_DIR.glob("*.yaml"))
+        click.echo(f"scenarios ({SCENARIOS_DIR}): {', '.join(names)}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: RUN_DIR/export).")
+def export(run_dir: str, fmt: str, out: str | None) -> None:
+    """Flatten a run's results.sqlite into one CSV per recorded array."""
+    from gridsim.federates.recorder.store import export_csv
+
+    db = Path(run_dir) / "results.sqlite"
+    if not db.is_file():
+        click.echo(f"error: {db}: no results database in this run directory", err=True)
+        sys.exit(2)
+    for path in export_csv(db, Path(out) if out else Path(run_dir) / "export"):
+        click.echo(str(path))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of every message type."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--run-dir", default="runs/helics-run", show_default=True)
+def runner(scenario: str, run_dir: str) -> None:
+    """Print a helics-run runner for SCENARIO, with paths as given (relative to here)."""
+    federation = _load(scenario)
+    click.echo(json.dumps(runner_json(federation, scenario, RunSettings(Path(run_dir))),
+                          indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,155 @@
+"""The feeder federate's loop: commands in, one OpenDSS step, ground truth out.
+
+Timing: periodic at the scenario step with offset 0. At each granted time ``k * step`` it
+applies the commands received since the last step, solves step ``k`` and publishes. Outputs
+nobody is linked to are not computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from gridsim import messages as m
+from gridsim.federates.feeder.model import FeederModel, Rejected
+from gridsim.runtime import FederateRuntime
+
+log = logging.getLogger("gridsim.feeder")
+
+_COMMANDS = {
+    "pv_setpoints": lambda model, port, msg: model.set_pv(port, msg.ids, msg.p_max_kw,
+                                                          msg.q_kvar),
+    "load_caps": lambda model, port, msg: model.set_load_caps(port, msg.ids, msg.cap_kw),
+    "capacitor_commands": lambda model, port, msg: model.set_capacitors(port, msg.ids,
+                                                                        msg.states),
+    "tap_commands": lambda model, port, msg: model.set_taps(port, msg.ids, msg.taps),
+}
+
+
+def run(rt: FederateRuntime) -> dict:
+    """Step the feeder through the scenario; returns the summary part."""
+    p = rt.parameters
+    model = FeederModel(rt.feeder, rt.start, rt.step_s, mode=p["mode"],
+                        max_control_iter=p["max_control_iter"], load_scale=p["load_scale"],
+                        pv_scale=p["pv_scale"])
+    stats = _Stats()
+    rt.enter()
+    for k, t in rt.step_times():
+        accepted, rejected = _apply_commands(rt, model)
+        t0 = time.perf_counter()
+        model.solve()
+        stats.solve_s.append(time.perf_counter() - t0)
+        changed = model.sync_network()
+        v_pu = model.voltages_pu()
+        stats.add(v_pu, rejected)
+        _publish(rt, model, t, v_pu, changed)
+        if accepted or rejected:
+            for r in rejected:
+                log.warning("step %d: rejected %s %r: %s", k, r.port, r.name, r.reason)
+            rt.publish("command_report", m.CommandReport(
+                time_s=t, accepted=accepted,
+                rejected=[m.RejectedCommand(port=r.port, name=r.name, reason=r.reason)
+                          for r in rejected]))
+    return stats.summary(model)
+
+
+def _apply_commands(rt: FederateRuntime, model: FeederModel) -> tuple[int, list[Rejected]]:
+    accepted, rejected = 0, []
+    for port, apply in _COMMANDS.items():
+        for _, msg in rt.updates(port):
+            n_ok, bad = apply(model, port, msg)
+            accepted += n_ok
+            rejected += bad
+    return accepted, rejected
+
+
+def _publish(rt: FederateRuntime, model: FeederModel, t: float, v_pu: np.ndarray,
+             topology_changed: bool) -> None:
+    ids = model.node_ids
+    if rt.wanted("voltages_magnitude"):
+        rt.publish("voltages_magnitude", m.VoltagesMagnitude(
+            time_s=t, ids=ids, values=v_pu.tolist(), units="pu"))
+    v = model.voltages() if any(rt.wanted(p) for p in ("voltages_angle", "voltages_real",
+                                                        "voltages_imag")) else None
+    if rt.wanted("voltages_angle"):
+        rt.publish("voltages_angle", m.VoltagesAngle(
+            time_s=t, ids=ids, values=np.degrees(np.angle(v)).tolist(), units="deg"))
+    if rt.wanted("voltages_real"):
+        rt.publish("voltages_real", m.VoltagesReal(time_s=t, ids=ids, values=v.real.tolist(),
+                                                   units="V"))
+    if rt.wanted("voltages_imag"):
+        rt.publish("voltages_imag", m.VoltagesImaginary(time_s=t, ids=ids,
+                                                        values=v.imag.tolist(), units="V"))
+    if rt.wanted("powers_real") or rt.wanted("powers_imag"):
+        net_ids, s = model.injections()
+        if rt.wanted("powers_real"):
+            rt.publish("powers_real", m.PowersReal(time_s=t, ids=net_ids,
+                                                   values=s.real.tolist(), units="kW"))
+        if rt.wanted("powers_imag"):
+            rt.publish("powers_imag", m.PowersImaginary(time_s=t, ids=net_ids,
+                                                        values=s.imag.tolist(), units="kvar"))
+    if topology_changed and rt.wanted("topology"):
+        rt.publish("topology", topology_message(model, t))
+    if rt.wanted("pv_states"):
+        rt.publish("pv_states", m.PVStates(time_s=t, **model.pv_states()))
+    if rt.wanted("load_states"):
+        rt.publish("load_states", m.LoadStates(time_s=t, **model.load_states()))
+    if rt.wanted("regulator_states"):
+        rt.publish("regulator_states", m.RegulatorStates(time_s=t, **model.regulator_states()))
+    if rt.wanted("capacitor_states"):
+        states = model.capacitor_states()
+        rt.publish("capacitor_states", m.CapacitorStates(
+            time_s=t, ids=list(states), states=list(states.values()),
+            kvar=model.capacitor_kvar()))
+
+
+def topology_message(model: FeederModel, t: float) -> m.Topology:
+    """The network model as a Topology message."""
+    net = model.network
+    y = net.y.tocoo()
+    ids = net.ids
+    return m.Topology(
+        time_s=t,
+        ids=ids,
+        admittance=m.AdmittanceSparse(
+            from_equipment=[ids[i] for i in y.row],
+            to_equipment=[ids[j] for j in y.col],
+            admittance_list=list(zip(y.data.real.tolist(), y.data.imag.tolist()))),
+        base_voltage_magnitudes=m.VoltagesMagnitude(
+            ids=ids, values=[net.base_v[n] for n in ids], units="V"),
+        base_voltage_angles=m.VoltagesAngle(
+            ids=ids, values=[float(net.noload_angle_deg[n]) for n in ids], units="deg"),
+        slack_bus=net.slack_nodes,
+        revision=net.revision,
+    )
+
+
+class _Stats:
+    """Deterministic key figures of the feeder's run, for summary.json."""
+
+    def __init__(self):
+        self.steps = 0
+        self.v_max: list[float] = []
+        self.v_min: list[float] = []
+        self.rejected = 0
+        self.solve_s: list[float] = []
+
+    def add(self, v_pu: np.ndarray, rejected: list[Rejected]) -> None:
+        energized = v_pu[v_pu > 0.1]
+        self.steps += 1
+        self.v_max.append(float(energized.max()))
+        self.v_min.append(float(energized.min()))
+        self.rejected += len(rejected)
+
+    def summary(self, model: FeederModel) -> dict:
+        return {
+            "steps": self.steps,
+            "nodes": len(model.node_ids),
+            "v_max_pu": max(self.v_max, default=None),
+            "v_min_pu": min(self.v_min, default=None),
+            "v_max_pu_per_step": self.v_max,
+            "v_min_pu_per_step": self.v_min,
+            "rejected_commands": self.rejected,
+        }

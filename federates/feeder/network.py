@@ -1,0 +1,92 @@
+"""The feeder's network model: admittance without loads, for topology and injections.
+
+A second OpenDSS context holds the same circuit with every power-conversion element (loads,
+PV, storage, generators) and the source disabled, so its system admittance matrix is the
+network alone: lines, switches, transformers, regulators at their current taps, capacitors
+in their current states. Keeping it in its own context never disturbs the main solve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import opendssdirect as dss
+import scipy.sparse as sp
+
+from gridsim.feeders import FeederSource
+
+_PC_CLASSES = ("Load", "PVSystem", "Storage", "Generator")
+
+
+def compile_into(ctx, source: FeederSource) -> None:
+    """Compile `source` (master file, then overlays) into the OpenDSS context `ctx`."""
+    ctx.Text.Command(f'compile "{source.master}"')
+    for overlay in source.overlays:
+        ctx.Text.Command(f'redirect "{overlay}"')
+
+
+class NetworkModel:
+    """The network admittance matrix and base voltages of a feeder, tracking taps and caps."""
+
+    def __init__(self, source: FeederSource):
+        self.ctx = dss.NewContext()
+        compile_into(self.ctx, source)
+        for cls in _PC_CLASSES:
+            self.ctx.Circuit.SetActiveClass(cls)
+            for name in self.ctx.ActiveClass.AllNames():
+                self.ctx.Text.Command(f"{cls}.{name}.enabled=no")
+        self.ctx.Text.Command("set mode=snapshot controlmode=off")
+        self.ctx.Solution.Solve()
+        names = [n.lower() for n in self.ctx.Circuit.AllNodeNames()]
+        volts = np.asarray(self.ctx.Circuit.AllBusVolts()).view(complex)
+        self.base_v = self._node_bases(names)
+        self.noload_angle_deg = dict(zip(names, np.degrees(np.angle(volts))))
+        self.slack_nodes = self._slack_nodes()
+        self.ctx.Text.Command("Vsource.source.enabled=no")
+        self.revision = -1
+        self._devices: tuple = ()
+        self.ids: list[str] = []
+        self.y = sp.csc_matrix((0, 0), dtype=complex)
+
+    def _node_bases(self, names: list[str]) -> dict[str, float]:
+        """Line-to-neutral base voltage of every node, V."""
+        bases: dict[str, float] = {}
+        for bus in self.ctx.Circuit.AllBusNames():
+            self.ctx.Circuit.SetActiveBus(bus)
+            kv = self.ctx.Bus.kVBase() * 1000.0
+            for node in self.ctx.Bus.Nodes():
+                bases[f"{bus.lower()}.{node}"] = kv
+        return {n: bases[n] for n in names}
+
+    def _slack_nodes(self) -> list[str]:
+        self.ctx.Circuit.SetActiveElement("Vsource.source")
+        bus = self.ctx.CktElement.BusNames()[0].split(".")[0].lower()
+        return [n for n in self.base_v if n.split(".")[0] == bus]
+
+    def update(self, taps: dict[str, float], cap_states: dict[str, list[int]]) -> bool:
+        """Mirror regulator taps and capacitor states; rebuild Y if anything changed."""
+        devices = (tuple(sorted(taps.items())),
+                   tuple(sorted((k, tuple(v)) for k, v in cap_states.items())))
+        if devices == self._devices:
+            return False
+        for transformer, tap in taps.items():
+            self.ctx.Transformers.Name(transformer)
+            self.ctx.Transformers.Wdg(2)
+            self.ctx.Transformers.Tap(tap)
+        for cap, states in cap_states.items():
+            self.ctx.Capacitors.Name(cap)
+            self.ctx.Capacitors.States(list(states))
+        self.ctx.YMatrix.BuildYMatrixD(2, False)
+        data, indices, indptr = self.ctx.YMatrix.getYsparse()
+        self.ids = [n.lower() for n in self.ctx.Circuit.YNodeOrder()]
+        self.y = sp.csc_matrix((data, indices, indptr), shape=(len(self.ids),) * 2)
+        self._devices = devices
+        self.revision += 1
+        return True
+
+    def injections(self, voltages: np.ndarray) -> np.ndarray:
+        """Complex power injected into the network at each node (VA), for voltages in V.
+
+        `voltages` follows `self.ids`. S = V * conj(Y V): what loads, PV and the source put
+        into the network, exact to the power flow's convergence tolerance.
+        """
+        return voltages * np.conj(self.y @ voltages)

@@ -1,0 +1,162 @@
+"""From a resolved federation to what runs it: federate configs, wiring JSON, runner JSON.
+
+Every federate process derives its own configuration with `federate_config` from the same
+wiring file and its name, so what `gridsim build` writes for inspection is exactly what the
+federates use. The wiring file (``system.json``) has OEDI-SI's shape (``name``,
+``components``, ``links``) plus a ``scenario`` block with the clock, feeder and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridsim import __version__
+from gridsim.wiring import Federation, topic
+
+DEFAULT_BROKER_PORT = 23404
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where and how one run happens: not part of the scenario."""
+
+    run_dir: Path = Path(".")
+    broker_port: int | None = None
+
+
+def federate_seed(seed: int, name: str) -> int:
+    """The seed of one federate: the scenario's seed mixed with its name (stable)."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
+
+
+def federate_config(federation: Federation, name: str, run: RunSettings) -> dict:
+    """Everything the federate `name` needs to run, as plain JSON data."""
+    scenario = federation.scenario
+    inst = federation.federates[name]
+    timing = inst.timing
+    period_s = timing.period_steps * scenario.step_s
+    linked = {link.source_port for link in federation.links if link.source == name}
+    outputs = {p.port_id: {"topic": topic(name, p.port_id), "type": p.type,
+                           "linked": p.port_id in linked}
+               for p in inst.definition.dynamic_outputs}
+    inputs = federation.inputs_of(name)
+    input_types = {p.port_id: p.type for p in inst.definition.dynamic_inputs}
+    helics: dict = {
+        "name": name,
+        "coreType": scenario.core_type,
+        "coreName": f"{scenario.name}-{name}",
+        "brokerAddress": "127.0.0.1",
+        "brokerPort": run.broker_port or DEFAULT_BROKER_PORT,
+        "coreInitString": "--useosport",
+        "terminate_on_error": True,
+        "log_level": "warning",
+        "publications": [{"key": o["topic"], "type": "string", "global": True}
+                         for o in outputs.values()],
+        "subscriptions": [{"key": t, "required": True}
+                          for topics in inputs.values() for t in topics],
+    }
+    if not timing.event_driven:
+        helics.update(period=period_s, offset=timing.offset_s, uninterruptible=True)
+    return {
+        "gridsim_version": __version__,
+        "scenario": scenario.name,
+        "name": name,
+        "type": inst.type,
+        "parameters": inst.parameters,
+        "inputs": {port: {"topics": topics, "type": input_types[port],
+                          "source_types": {t: _output_type(federation, t) for t in topics}}
+                   for port, topics in inputs.items()},
+        "outputs": outputs,
+        "clock": {
+            "start": scenario.start.isoformat(),
+            "step_s": scenario.step_s,
+            "n_steps": scenario.n_steps,
+            "duration_s": scenario.duration_s,
+            "period_s": period_s,
+            "offset_s": timing.offset_s,
+            "event_driven": timing.event_driven,
+        },
+        "seed": federate_seed(scenario.seed, name),
+        "feeder": federation.feeder.to_json(),
+        "run_dir": str(run.run_dir),
+        "helics": helics,
+    }
+
+
+def _output_type(federation: Federation, topic_key: str) -> str:
+    source, _, port = topic_key.partition("/")
+    return federation.federates[source].definition.output(port).type
+
+
+def system_json(federation: Federation) -> dict:
+    """The resolved wiring in OEDI-SI's shape, readable again by `gridsim run`."""
+    scenario = federation.scenario
+    block = scenario.model_dump(mode="json", exclude={"name", "federates", "links",
+                                                      "components"})
+    block["feeder"] = (scenario.feeder if scenario.feeder == federation.feeder.name
+                       else str(federation.feeder.master))
+    components = []
+    for name, inst in federation.federates.items():
+        components.append({"name": name, "type": inst.type, "parameters": inst.parameters,
+                           "timing": inst.timing.model_dump()})
+    custom = {inst.type: str(inst.definition_path) for inst in federation.federates.values()
+              if inst.type in scenario.components}
+    if custom:
+        block["components"] = custom
+    return {
+        "name": scenario.name,
+        "scenario": block,
+        "components": components,
+        "links": [link.model_dump() for link in federation.links],
+    }
+
+
+def launch_command(federation: Federation, name: str, system_path: str, run: RunSettings,
+                   python: str = sys.executable) -> list[str]:
+    """The command line that starts federate `name` (its component's execute_function)."""
+    inst = federation.federates[name]
+    argv = shlex.split(inst.definition.execute_function)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = python
+    argv += [system_path, name, "--run-dir", str(run.run_dir)]
+    if run.broker_port:
+        argv += ["--broker-port", str(run.broker_port)]
+    return argv
+
+
+def runner_json(federation: Federation, system_path: str, run: RunSettings) -> dict:
+    """A runner file for ``helics run --path``: a broker plus one entry per federate.
+
+    Paths are as given (relative to the runner file's folder, which ``helics run`` uses as
+    the working directory base); commands start with plain ``python`` so the file does not
+    depend on one machine's interpreter path.
+    """
+    federates = [
+        {"name": name, "directory": ".",
+         "exec": shlex.join(launch_command(federation, name, system_path, run, "python"))}
+        for name in federation.federates
+    ]
+    return {"name": federation.scenario.name, "broker": True, "federates": federates}
+
+
+def write_build(federation: Federation, out: Path, run: RunSettings) -> dict[str, Path]:
+    """Write system.json, runner.json and every federate's config under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"system": out / "system.json", "runner": out / "runner.json"}
+    _write_json(written["system"], system_json(federation))
+    _write_json(written["runner"], runner_json(federation, "system.json", run))
+    for name in federation.federates:
+        path = out / "federates" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        _write_json(path, federate_config(federation, name, run))
+        written[name] = path
+    return written
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,245 @@
+"""The message types every federate exchanges: one schema, defined once.
+
+Conventions, used everywhere in gridsim:
+- Arrays are ids-aligned: ``values[i]`` belongs to ``ids[i]``. Node ids are OpenDSS node
+  names in lower case, ``"<bus>.<phase>"`` (e.g. ``"150.1"``); device ids are OpenDSS element
+  names without the class (e.g. ``"pv_48"``).
+- Units are in the field name or in the ``units`` field: ``p_kw``, ``q_kvar``, ``v_pu``.
+- Sign convention: node injections are positive *into* the network (generation > 0, a load
+  gives a negative injection). Device powers (``PVStates.p_kw``, ``LoadStates.p_kw``) are
+  positive in the device's own sense: PV output > 0, load consumption > 0.
+- ``time_s`` is simulation time in seconds since the scenario's start.
+- Names follow OEDI-SI's data types where the concept is the same (``MeasurementArray`` with
+  ``ids``, ``values``, ``units``, ``accuracy``; ``VoltagesMagnitude``; ``Topology``), so their
+  component definitions wire against ours.
+
+Every message travels as JSON text in a HELICS string value. ``MESSAGE_TYPES`` maps type names
+(as written in component definitions) to models; ``json_schema()`` generates the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ANY_TYPE = "Any"
+"""A port of this type accepts (or emits) every message type; the recorder uses it."""
+
+UNTYPED = ""
+"""OEDI-SI's untyped port (``"type": ""``): linkable to anything, checked by nobody."""
+
+
+class Message(BaseModel):
+    """Base of all messages: strict fields, simulation time stamp."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_s: float | None = Field(None, description="Simulation time of the data, s since start.")
+
+
+class MeasurementArray(Message):
+    """Values aligned with ids, with units and optional one-sigma accuracy per value."""
+
+    ids: list[str] = Field(description="Node or device ids, e.g. '150.1'.")
+    values: list[float] = Field(description="One value per id, in `units`.")
+    units: str = Field(description="Unit of every value: 'pu', 'V', 'deg', 'kW', 'kvar', ...")
+    accuracy: list[float] | None = Field(
+        None, description="One-sigma accuracy of each value, in `units`; None if exact."
+    )
+
+    @model_validator(mode="after")
+    def _aligned(self) -> MeasurementArray:
+        if len(self.values) != len(self.ids):
+            raise ValueError(f"{len(self.ids)} ids but {len(self.values)} values")
+        if self.accuracy is not None and len(self.accuracy) != len(self.ids):
+            raise ValueError(f"{len(self.ids)} ids but {len(self.accuracy)} accuracies")
+        return self
+
+
+class VoltagesMagnitude(MeasurementArray):
+    """Node voltage magnitudes; gridsim's feeder publishes them in 'pu' of the node base."""
+
+
+class VoltagesAngle(MeasurementArray):
+    """Node voltage angles, 'deg'."""
+
+
+class VoltagesReal(MeasurementArray):
+    """Real part of node voltages (line to ground), 'V'."""
+
+
+class VoltagesImaginary(MeasurementArray):
+    """Imaginary part of node voltages (line to ground), 'V'."""
+
+
+class PowersReal(MeasurementArray):
+    """Active power per node, 'kW', positive into the network."""
+
+
+class PowersImaginary(MeasurementArray):
+    """Reactive power per node, 'kvar', positive into the network."""
+
+
+class AdmittanceSparse(BaseModel):
+    """Sparse admittance matrix in coordinate form, entries between node ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_equipment: list[str] = Field(description="Row node id of each entry.")
+    to_equipment: list[str] = Field(description="Column node id of each entry.")
+    admittance_list: list[tuple[float, float]] = Field(description="(real, imag) per entry.")
+    units: Literal["S"] = "S"
+
+
+class Topology(Message):
+    """The network: admittance of lines, transformers, regulators, capacitors and switches.
+
+    Loads, PV systems and the source's Thevenin impedance are left out; the slack bus nodes
+    are the reference. Republished only when the network changes (tap or capacitor moves).
+    """
+
+    ids: list[str] = Field(description="All node ids, in the matrix's order.")
+    admittance: AdmittanceSparse
+    base_voltage_magnitudes: VoltagesMagnitude = Field(description="Node base voltages, 'V'.")
+    base_voltage_angles: VoltagesAngle = Field(description="No-load node angles, 'deg'.")
+    slack_bus: list[str] = Field(description="Node ids of the substation (reference).")
+    revision: int = Field(0, description="Increases by one each time the network changes.")
+
+
+class PVStates(Message):
+    """State of every PV system."""
+
+    ids: list[str]
+    bus: list[str] = Field(description="Bus and phases of each system, e.g. '48.1.2.3'.")
+    p_kw: list[float] = Field(description="Active power output, kW (> 0 generating).")
+    q_kvar: list[float] = Field(description="Reactive power output, kvar (> 0 injecting).")
+    available_kw: list[float] = Field(description="Output without curtailment, kW.")
+    kva_rating: list[float] = Field(description="Inverter rating, kVA.")
+
+
+class LoadStates(Message):
+    """State of every load."""
+
+    ids: list[str]
+    bus: list[str]
+    p_kw: list[float] = Field(description="Consumption after caps, kW (> 0 consuming).")
+    q_kvar: list[float] = Field(description="Reactive consumption, kvar.")
+    demand_kw: list[float] = Field(description="What the load would draw uncapped, kW.")
+    cap_kw: list[float | None] = Field(description="Active cap in kW, None if uncapped.")
+
+
+class RegulatorStates(Message):
+    """Tap position of every regulator control."""
+
+    ids: list[str]
+    transformer: list[str]
+    tap: list[int] = Field(description="Tap position, steps from neutral.")
+    tap_ratio: list[float] = Field(description="Winding tap in pu.")
+
+
+class CapacitorStates(Message):
+    """Switching state of every capacitor bank (1 closed, 0 open, for each step)."""
+
+    ids: list[str]
+    states: list[list[int]]
+    kvar: list[float] = Field(description="Rated kvar of each bank.")
+
+
+class PVSetpoints(Message):
+    """Commands to PV inverters; None leaves a quantity as it is."""
+
+    ids: list[str]
+    p_max_kw: list[float | None] = Field(description="Curtailment limit, kW; None = no limit.")
+    q_kvar: list[float | None] = Field(description="Reactive setpoint, kvar; None = unchanged.")
+
+
+class LoadCaps(Message):
+    """Upper bounds on load consumption (market rights, shedding)."""
+
+    ids: list[str]
+    cap_kw: list[float | None] = Field(description="Cap in kW; None removes the cap.")
+
+
+class CapacitorCommands(Message):
+    """Capacitor switching commands (overrides any capacitor control)."""
+
+    ids: list[str]
+    states: list[int] = Field(description="1 closed, 0 open, applied to every step.")
+
+
+class TapCommands(Message):
+    """Regulator tap commands (the regulator's automatic control is disabled)."""
+
+    ids: list[str]
+    taps: list[int] = Field(description="Tap position, steps from neutral.")
+
+
+class RejectedCommand(BaseModel):
+    """One command the feeder could not apply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: str
+    name: str
+    reason: str
+
+
+class CommandReport(Message):
+    """What the feeder did with the commands it received for a step."""
+
+    accepted: int
+    rejected: list[RejectedCommand]
+
+
+MESSAGE_TYPES: dict[str, type[BaseModel]] = {
+    cls.__name__: cls
+    for cls in (
+        MeasurementArray,
+        VoltagesMagnitude,
+        VoltagesAngle,
+        VoltagesReal,
+        VoltagesImaginary,
+        PowersReal,
+        PowersImaginary,
+        Topology,
+        PVStates,
+        LoadStates,
+        RegulatorStates,
+        CapacitorStates,
+        PVSetpoints,
+        LoadCaps,
+        CapacitorCommands,
+        TapCommands,
+        CommandReport,
+    )
+}
+
+
+def is_known_type(name: str) -> bool:
+    """True for gridsim's message types and the two wildcards."""
+    return name in MESSAGE_TYPES or name in (ANY_TYPE, UNTYPED)
+
+
+def compatible(source_type: str, target_type: str) -> bool:
+    """Whether an output of `source_type` may feed an input of `target_type`.
+
+    Equal names always match; the wildcards match anything; an input of a gridsim type
+    accepts any gridsim subtype (a ``MeasurementArray`` input takes ``VoltagesMagnitude``).
+    Unknown foreign type names (from other projects' definitions) match only themselves.
+    """
+    if source_type == target_type:
+        return True
+    if ANY_TYPE in (source_type, target_type) or UNTYPED in (source_type, target_type):
+        return True
+    src, dst = MESSAGE_TYPES.get(source_type), MESSAGE_TYPES.get(target_type)
+    return src is not None and dst is not None and issubclass(src, dst)
+
+
+def json_schema() -> dict:
+    """JSON Schema of every message type, generated from the models."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "gridsim messages",
+        "$defs": {name: cls.model_json_schema() for name, cls in MESSAGE_TYPES.items()},
+    }

@@ -1,0 +1,198 @@
+"""The federate side of a run: HELICS set-up, typed ports, the clock, status and summary.
+
+A federate module provides ``run(rt: FederateRuntime) -> dict`` (its summary part) and calls
+`main` from its ``__main__``. `main` loads the wiring file, derives the federate's config
+(`gridsim.build.federate_config`), connects to the broker, calls ``run`` and reports the
+outcome. An exception stops the whole federation through a HELICS global error and exits 1
+with the traceback in the federate's log; the supervisor names the federate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import helics as h
+from pydantic import BaseModel
+
+from gridsim.build import RunSettings, federate_config
+from gridsim.errors import InputError
+from gridsim.feeders import FeederSource
+from gridsim.messages import MESSAGE_TYPES
+from gridsim.wiring import load_federation
+
+log = logging.getLogger("gridsim.federate")
+
+STATUS_FD_ENV = "GRIDSIM_STATUS_FD"
+"""Environment variable naming a file descriptor the supervisor reads progress lines from."""
+
+
+class FederateRuntime:
+    """One federate's connection to the federation, with typed ports."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.name: str = config["name"]
+        self.parameters: dict = config["parameters"]
+        clock = config["clock"]
+        self.start = datetime.fromisoformat(clock["start"])
+        self.step_s: float = clock["step_s"]
+        self.n_steps: int = clock["n_steps"]
+        self.period_s: float = clock["period_s"]
+        self.offset_s: float = clock["offset_s"]
+        self.seed: int = config["seed"]
+        self.feeder = FeederSource.from_json(config["feeder"])
+        self.run_dir = Path(config["run_dir"])
+        self.fed = h.helicsCreateCombinationFederateFromConfig(json.dumps(config["helics"]))
+        self._pubs = {port: self.fed.get_publication_by_name(o["topic"])
+                      for port, o in config["outputs"].items()}
+        self._subs = {port: [(t, h.helicsFederateGetSubscription(self.fed, t))
+                          for t in spec["topics"]]
+                      for port, spec in config["inputs"].items()}
+        self._input_models = {port: MESSAGE_TYPES.get(spec["type"])
+                              for port, spec in config["inputs"].items()}
+        fd = os.environ.get(STATUS_FD_ENV)
+        self._status = os.fdopen(int(fd), "w", buffering=1) if fd else None
+        self.time_s = 0.0
+
+    # -- ports ----------------------------------------------------------------------------
+
+    def wanted(self, port: str) -> bool:
+        """Whether an output port is linked to anything (else it need not be computed)."""
+        return self.config["outputs"][port]["linked"]
+
+    def publish(self, port: str, message: BaseModel) -> None:
+        """Publish a message on an output port."""
+        self._pubs[port].publish(message.model_dump_json())
+
+    def connected(self, port: str) -> bool:
+        """Whether an input port has at least one link."""
+        return bool(self._subs.get(port))
+
+    def updates(self, port: str) -> list[tuple[str, BaseModel | dict]]:
+        """(topic, message) for each link of `port` updated since the last read."""
+        model = self._input_models.get(port)
+        out = []
+        for topic_key, sub in self._subs.get(port, []):
+            if sub.is_updated():
+                raw = sub.string
+                out.append((topic_key, model.model_validate_json(raw) if model else
+                            json.loads(raw)))
+        return out
+
+    def raw_updates(self) -> list[tuple[str, str, str]]:
+        """(port, topic, JSON text) for every updated input, without parsing."""
+        out = []
+        for port, subs in self._subs.items():
+            for topic_key, sub in subs:
+                if sub.is_updated():
+                    out.append((port, topic_key, sub.string))
+        return out
+
+    # -- clock ----------------------------------------------------------------------------
+
+    def enter(self) -> None:
+        """Enter executing mode (time 0)."""
+        self.fed.enter_executing_mode()
+
+    def step_times(self):
+        """Granted times of a periodic federate: k * period + offset while inside the run.
+
+        Yields ``(k, t)``; requests each time from HELICS before yielding it.
+        """
+        k = 0
+        while True:
+            t = k * self.period_s + self.offset_s
+            if t >= self.n_steps * self.step_s - 1e-9:
+                return
+            if t > 0:
+                self.time_s = self.fed.request_time(t)
+            self.status(self.time_s)
+            yield k, t
+            k += 1
+
+    def next_event(self) -> float | None:
+        """For event-driven federates: wait for the next update; None when the run ends."""
+        granted = self.fed.request_time(h.HELICS_TIME_MAXTIME)
+        if granted >= h.HELICS_TIME_MAXTIME:
+            return None
+        self.time_s = granted
+        self.status(granted)
+        return granted
+
+    def step_index(self, t: float) -> int:
+        """The scenario step a time belongs to."""
+        return int((t + 1e-6) // self.step_s)
+
+    def status(self, t: float) -> None:
+        """Tell the supervisor how far this federate is, in simulated seconds."""
+        if self._status:
+            self._status.write(f"{t:.6f}\n")
+
+    def close(self) -> None:
+        """Leave the federation cleanly."""
+        self.fed.disconnect()
+
+    def fail(self, message: str) -> None:
+        """Stop the whole federation with an error."""
+        try:
+            self.fed.global_error(1, f"{self.name}: {message}"[:500])
+        except Exception:  # noqa: BLE001 -- already failing; the exit code reports it
+            pass
+
+
+def write_summary(run_dir: Path, name: str, part: dict, timing: dict) -> None:
+    """Write this federate's summary part and its (non-deterministic) timing figures."""
+    folder = run_dir / "parts"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.summary.json").write_text(json.dumps(part, indent=2, sort_keys=True))
+    (folder / f"{name}.timing.json").write_text(json.dumps(timing, indent=2, sort_keys=True))
+
+
+def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) -> int:
+    """Command-line entry of a federate: ``SYSTEM NAME [--run-dir D] [--broker-port P]``."""
+    parser = argparse.ArgumentParser(description="Run one gridsim federate.")
+    parser.add_argument("system", help="scenario YAML or wiring JSON")
+    parser.add_argument("name", help="federate name in that file")
+    parser.add_argument("--run-dir", default=".", help="run directory for outputs")
+    parser.add_argument("--broker-port", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    warnings.simplefilter("ignore", UserWarning)
+    t0 = time.perf_counter()
+    try:
+        federation = load_federation(args.system)
+        if args.name not in federation.federates:
+            raise InputError(args.system, "federates", f"no federate named {args.name!r}")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = federate_config(federation, args.name,
+                             RunSettings(run_dir=run_dir, broker_port=args.broker_port))
+    rt = None
+    try:
+        rt = FederateRuntime(config)
+        t_ready = time.perf_counter()
+        part = run(rt)
+        t_end = time.perf_counter()
+        write_summary(run_dir, args.name, part,
+                      {"startup_s": t_ready - t0, "run_s": t_end - t_ready})
+        rt.close()
+        return 0
+    except Exception as exc:  # noqa: BLE001 -- any failure must stop the federation
+        traceback.print_exc()
+        if rt is not None:
+            rt.fail(f"{type(exc).__name__}: {exc}")
+        return 1

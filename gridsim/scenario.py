@@ -1,0 +1,187 @@
+"""Scenarios: the feeder, the clock, the seed, the federates and their links.
+
+A scenario is written in YAML (``scenarios/*.yaml``) or as OEDI-SI-shaped wiring JSON
+(``system.json``: ``name``, ``components``, ``links``, plus gridsim's ``scenario`` block). Both
+load into the same `Scenario`; `gridsim.wiring` then checks it against the component
+definitions. Times may be numbers of seconds or strings such as ``"15m"``, ``"24h"``, ``"1d"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gridsim.components import Timing
+from gridsim.errors import InputError, from_validation_error
+
+_UNITS_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_LINK_TEXT = re.compile(r"^\s*([\w\-]+)\.([\w\-*]+)\s*->\s*([\w\-]+)\.([\w\-]+)\s*$")
+
+
+def parse_seconds(value: Any) -> float:
+    """A duration in seconds from a number or a string such as '15m' or '1.5h'."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(s|min|m|h|d)?\s*", str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as 900, '15m' or '24h', got {value!r}")
+    return float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
+
+
+class Link(BaseModel):
+    """A connection from one federate's output port to another's input port."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    source_port: str
+    target: str
+    target_port: str
+
+    @classmethod
+    def parse(cls, value: Any) -> Link:
+        """From a mapping, or from text 'feeder.voltages_magnitude -> recorder.subscription'."""
+        if isinstance(value, str):
+            match = _LINK_TEXT.match(value)
+            if not match:
+                raise ValueError(f"expected 'source.port -> target.port', got {value!r}")
+            return cls(**dict(zip(("source", "source_port", "target", "target_port"),
+                                  match.groups())))
+        return cls.model_validate(value)
+
+    def __str__(self) -> str:
+        return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
+
+
+class FederateSpec(BaseModel):
+    """One federate of a scenario: its type, parameters and optional timing override."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    parameters: dict[str, Any] = {}
+    timing: Timing | None = None
+
+
+class Scenario(BaseModel):
+    """A whole co-simulation, before validation against the component definitions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[\w\-]+$")
+    description: str = ""
+    feeder: str = Field(description="Bundled feeder name (e.g. 'ieee123') or master file path.")
+    start: datetime = datetime(2026, 7, 1)
+    duration_s: float = Field(gt=0)
+    step_s: float = Field(gt=0)
+    seed: int = 0
+    core_type: Literal["zmq", "zmq_ss", "tcp", "tcp_ss", "ipc"] = "zmq"
+    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of a run.")
+    components: dict[str, str] = Field(
+        {}, description="Extra federate types: type name -> component_definition.json path."
+    )
+    federates: dict[str, FederateSpec]
+    links: list[Link] = []
+
+    @field_validator("duration_s", "step_s", "timeout_s", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        return None if value is None else parse_seconds(value)
+
+    @field_validator("links", mode="before")
+    @classmethod
+    def _links(cls, value: Any) -> Any:
+        return [Link.parse(v) for v in value] if isinstance(value, list) else value
+
+    @property
+    def n_steps(self) -> int:
+        """Number of feeder steps: times 0, step, ..., (n - 1) * step."""
+        return int(round(self.duration_s / self.step_s))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate name {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+_YAML_ALIASES = {"duration": "duration_s", "step": "step_s", "timeout": "timeout_s"}
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario YAML or a wiring JSON file; errors name the file and field."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(source, "", "scenario file not found") from None
+    if path.suffix.lower() == ".json":
+        raw = _json_document(source, text)
+    else:
+        raw = _yaml_document(source, text)
+    if not isinstance(raw, dict):
+        raise InputError(source, "", "expected a mapping at the top level")
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(source, exc) from None
+
+
+def _yaml_document(source: str, text: str) -> Any:
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(source, where, f"invalid YAML: {problem}") from None
+    if isinstance(raw, dict):
+        for short, full in _YAML_ALIASES.items():
+            if short in raw:
+                if full in raw:
+                    raise InputError(source, short, f"given twice (also as {full})")
+                raw[full] = raw.pop(short)
+    return raw
+
+
+def _json_document(source: str, text: str) -> Any:
+    """An OEDI-SI-shaped wiring file, turned into the scenario mapping."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        return raw
+    if "scenario" not in raw:
+        raise InputError(source, "scenario", "required field is missing (feeder, clock, seed)")
+    federates: dict[str, Any] = {}
+    for i, component in enumerate(raw.get("components", [])):
+        if not isinstance(component, dict) or "name" not in component:
+            raise InputError(source, f"components[{i}].name", "required field is missing")
+        name = component["name"]
+        if name in federates:
+            raise InputError(source, f"components[{i}].name", f"duplicate name {name!r}")
+        federates[name] = {k: v for k, v in component.items() if k not in ("name", "host",
+                                                                            "container_port")}
+    return {"name": raw.get("name"), **raw["scenario"], "federates": federates,
+            "links": raw.get("links", [])}

@@ -1,0 +1,274 @@
+"""The run supervisor: broker and federates as child processes, watched until they end.
+
+`run_federation` writes the build into the run directory, starts a HELICS broker on a free
+port and every federate in its own process group (log in ``logs/NAME.log``), follows their
+progress in simulated time through a pipe each, and ends in one of three ways:
+
+- every federate exits 0: the summary parts are merged into ``summary.json``;
+- a federate exits non-zero (or the wall-clock watchdog fires): everything else is stopped
+  and the failure names the federate, with the tail of its log;
+- the supervisor itself is interrupted: everything is stopped.
+
+Whatever happens, no child process survives: each process group gets SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gridsim import __version__
+from gridsim.build import RunSettings, launch_command, write_build
+from gridsim.runtime import STATUS_FD_ENV
+from gridsim.wiring import Federation
+
+SUMMARY_SCHEMA = 1
+"""Version of summary.json's keys; raise it when a key changes meaning or is removed."""
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    ok: bool
+    run_dir: Path
+    failed: str | None = None
+    reason: str = ""
+    log_tail: str = ""
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    status_fd: int | None = None
+    sim_time: float = -1.0
+    periodic: bool = True
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, with the next one free too (zmq uses both)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000 and _port_free(port + 1):
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def broker_executable() -> str:
+    """The helics_broker next to this Python (virtual environment), else on PATH."""
+    local = Path(sys.executable).parent / "helics_broker"
+    found = str(local) if local.exists() else shutil.which("helics_broker")
+    if not found:
+        raise RuntimeError("helics_broker not found; is the helics package installed?")
+    return found
+
+
+def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | None = None,
+                   progress=None) -> RunResult:
+    """Run `federation` with outputs in `run_dir`; see the module docstring."""
+    run_dir = run_dir.resolve()
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "parts").mkdir(exist_ok=True)
+    for stale in (run_dir / "parts").glob("*.json"):
+        stale.unlink()
+    scenario = federation.scenario
+    timeout_s = timeout_s or scenario.timeout_s or max(120.0, 2.0 * scenario.n_steps)
+    settings = RunSettings(run_dir=run_dir, broker_port=free_port())
+    written = write_build(federation, run_dir, settings)
+    t0 = time.perf_counter()
+    children: list[_Child] = []
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        children.append(_start_broker(run_dir, settings, len(federation.federates),
+                                      scenario.core_type))
+        for name, inst in federation.federates.items():
+            argv = launch_command(federation, name, str(written["system"]), settings)
+            child = _start_federate(name, argv, run_dir)
+            child.periodic = not inst.timing.event_driven
+            children.append(child)
+        result = _watch(children, run_dir, t0, timeout_s, scenario.duration_s, progress)
+    except (_Interrupted, KeyboardInterrupt):
+        result = RunResult(False, run_dir, None, "interrupted")
+    finally:
+        _stop_all(children)
+        signal.signal(signal.SIGTERM, previous)
+    result.wall_s = time.perf_counter() - t0
+    _write_outputs(federation, result)
+    return result
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted()
+
+
+def _start_broker(run_dir: Path, settings: RunSettings, n_federates: int,
+                  core_type: str) -> _Child:
+    argv = [broker_executable(), f"--federates={n_federates}", f"--coretype={core_type}",
+            f"--port={settings.broker_port}",
+            "--loglevel=warning", f"--name=gridsim-{os.getpid()}-{settings.broker_port}"]
+    log_path = run_dir / "logs" / "broker.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(argv, cwd=run_dir, stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return _Child("broker", proc, log_path, periodic=False)
+
+
+def _start_federate(name: str, argv: list[str], run_dir: Path) -> _Child:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    env = dict(os.environ, **{STATUS_FD_ENV: str(write_fd), "PYTHONUNBUFFERED": "1"})
+    log_path = run_dir / "logs" / f"{name}.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(argv, cwd=run_dir, stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                pass_fds=(write_fd,))
+    os.close(write_fd)
+    return _Child(name, proc, log_path, status_fd=read_fd)
+
+
+def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
+           duration_s: float, progress) -> RunResult:
+    """Follow the children until all federates exit, one fails, or time runs out."""
+    selector = selectors.DefaultSelector()
+    for child in children:
+        if child.status_fd is not None:
+            selector.register(child.status_fd, selectors.EVENT_READ, child)
+    federates = [c for c in children if c.name != "broker"]
+    broker = children[0]
+    startup_s = None
+    buffers: dict[int, bytes] = {}
+    while True:
+        for key, _ in selector.select(timeout=0.05):
+            child = key.data
+            _read_status(child, buffers, selector)
+        periodic = [c for c in federates if c.periodic]
+        if startup_s is None and periodic and all(c.sim_time >= 0 for c in periodic):
+            startup_s = time.perf_counter() - t0
+        if progress is not None:
+            progress(min((c.sim_time for c in periodic), default=0.0), duration_s)
+        for child in federates:
+            code = child.proc.poll()
+            if code not in (None, 0):
+                return _failure(child, run_dir, f"exited with code {code}", startup_s)
+        if broker.proc.poll() not in (None, 0) and any(c.proc.poll() is None for c in federates):
+            return _failure(broker, run_dir, f"broker exited with code {broker.proc.poll()}",
+                            startup_s)
+        if all(c.proc.poll() == 0 for c in federates):
+            result = RunResult(True, run_dir, startup_s=startup_s)
+            return result
+        if time.perf_counter() - t0 > timeout_s:
+            laggard = min(periodic or federates, key=lambda c: c.sim_time)
+            return _failure(laggard, run_dir,
+                            f"wall-clock limit of {timeout_s:.0f} s reached (stuck at "
+                            f"t={max(laggard.sim_time, 0):.0f} s)", startup_s)
+
+
+def _read_status(child: _Child, buffers: dict[int, bytes], selector) -> None:
+    fd = child.status_fd
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return
+    if not data:
+        selector.unregister(fd)
+        os.close(fd)
+        child.status_fd = None
+        return
+    buf = buffers.get(fd, b"") + data
+    *lines, buffers[fd] = buf.split(b"\n")
+    if lines:
+        child.sim_time = float(lines[-1])
+
+
+def _failure(child: _Child, run_dir: Path, reason: str, startup_s) -> RunResult:
+    return RunResult(False, run_dir, child.name, reason, _tail(child.log_path),
+                     startup_s=startup_s)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop_all(children: list[_Child], grace_s: float = 3.0) -> None:
+    """Stop every child's process group: SIGTERM, then SIGKILL after `grace_s`."""
+    alive = [c for c in children if c.proc.poll() is None]
+    for child in alive:
+        _signal_group(child.proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in alive:
+        try:
+            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for child in children:
+        _signal_group(child.proc, signal.SIGKILL)
+        child.proc.wait()
+        if child.status_fd is not None:
+            os.close(child.status_fd)
+            child.status_fd = None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _write_outputs(federation: Federation, result: RunResult) -> None:
+    """summary.json (deterministic key figures) and timing.json (wall-clock figures)."""
+    scenario = federation.scenario
+    parts_dir = result.run_dir / "parts"
+    parts = {p.name.removesuffix(".summary.json"): json.loads(p.read_text())
+             for p in sorted(parts_dir.glob("*.summary.json"))}
+    timings = {p.name.removesuffix(".timing.json"): json.loads(p.read_text())
+               for p in sorted(parts_dir.glob("*.timing.json"))}
+    result.summary = {
+        "schema_version": SUMMARY_SCHEMA,
+        "gridsim_version": __version__,
+        "scenario": scenario.name,
+        "feeder": federation.feeder.name,
+        "seed": scenario.seed,
+        "start": scenario.start.isoformat(),
+        "step_s": scenario.step_s,
+        "n_steps": scenario.n_steps,
+        "status": "ok" if result.ok else "failed",
+        "failed_federate": result.failed,
+        "federates": parts,
+    }
+    (result.run_dir / "summary.json").write_text(
+        json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    timing = {"wall_s": result.wall_s, "startup_s": result.startup_s, "federates": timings}
+    (result.run_dir / "timing.json").write_text(json.dumps(timing, indent=2, sort_keys=True))
