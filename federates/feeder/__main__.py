@@ -1,8 +1,6 @@
 """``python -m gridsim.federates.feeder SYSTEM NAME``: run the feeder federate."""
 
-import sys
-
 from gridsim.federates.feeder.federate import run
-from gridsim.runtime import main
+from gridsim.runtime import run_and_exit
 
-sys.exit(main(run))
+run_and_exit(run)

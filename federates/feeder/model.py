@@ -67,8 +67,8 @@ class FeederModel:
         self._net_index: np.ndarray | None = None
         self.load_caps: dict[str, float] = {}
         self._modified_loads: set[str] = set()
-        self._load_base_kw = {n: self._load_kw(n) for n in dss.Loads.AllNames()}
-        self.tap_overrides: set[str] = set()
+        self.catalog = Catalog.read(mode)
+        self._load_base_kw = dict(zip(self.catalog.loads, self.catalog.load_base_kw))
 
     # -- stepping -------------------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class FeederModel:
 
         Returns True when the network changed (the topology must be republished).
         """
-        taps = {t: r for t, r in zip(self.regulator_transformers(), self.tap_ratios())}
+        taps = dict(zip(self.catalog.reg_transformers, self.tap_ratios()))
         changed = self.network.update(taps, self.capacitor_states())
         if changed:
             index = {n: i for i, n in enumerate(self.node_ids)}
@@ -108,46 +108,38 @@ class FeederModel:
 
     def pv_states(self) -> dict[str, list]:
         """Every PV system's output, availability and rating."""
-        out: dict[str, list] = {k: [] for k in ("ids", "bus", "p_kw", "q_kvar", "available_kw",
-                                                "kva_rating")}
-        for name in dss.PVsystems.AllNames():
-            dss.PVsystems.Name(name)
+        cat = self.catalog
+        p_kw, q_kvar, available, rating = [], [], [], []
+        more = dss.PVsystems.First()
+        while more:
             powers = dss.CktElement.Powers()
-            out["ids"].append(name)
-            out["bus"].append(dss.CktElement.BusNames()[0].lower())
-            out["p_kw"].append(-sum(powers[0::2]))
-            out["q_kvar"].append(-sum(powers[1::2]))
-            out["available_kw"].append(dss.PVsystems.Pmpp() * dss.PVsystems.IrradianceNow())
-            out["kva_rating"].append(dss.PVsystems.kVARated())
-        return out
+            p_kw.append(-sum(powers[0::2]))
+            q_kvar.append(-sum(powers[1::2]))
+            available.append(dss.PVsystems.Pmpp() * dss.PVsystems.IrradianceNow())
+            rating.append(dss.PVsystems.kVARated())
+            more = dss.PVsystems.Next()
+        return {"ids": cat.pvs, "bus": cat.pv_buses, "p_kw": p_kw, "q_kvar": q_kvar,
+                "available_kw": available, "kva_rating": rating}
 
     def load_states(self) -> dict[str, list]:
         """Every load's consumption, uncapped demand and cap."""
-        out: dict[str, list] = {k: [] for k in ("ids", "bus", "p_kw", "q_kvar", "demand_kw",
-                                                "cap_kw")}
-        for name in dss.Loads.AllNames():
-            dss.Loads.Name(name)
+        cat = self.catalog
+        p_kw, q_kvar = [], []
+        more = dss.Loads.First()
+        while more:
             powers = dss.CktElement.Powers()
-            out["ids"].append(name)
-            out["bus"].append(dss.CktElement.BusNames()[0].lower())
-            out["p_kw"].append(sum(powers[0::2]))
-            out["q_kvar"].append(sum(powers[1::2]))
-            out["demand_kw"].append(self._demand_kw(name))
-            out["cap_kw"].append(self.load_caps.get(name))
-        return out
-
-    def regulator_transformers(self) -> list[str]:
-        """The transformer each regulator control acts on, in `RegControls.AllNames()` order."""
-        names = []
-        for reg in dss.RegControls.AllNames():
-            dss.RegControls.Name(reg)
-            names.append(dss.RegControls.Transformer().lower())
-        return names
+            p_kw.append(sum(powers[0::2]))
+            q_kvar.append(sum(powers[1::2]))
+            more = dss.Loads.Next()
+        demand = cat.demand_kw(dss.Solution.DblHour()) * dss.Solution.LoadMult()
+        return {"ids": cat.loads, "bus": cat.load_buses, "p_kw": p_kw, "q_kvar": q_kvar,
+                "demand_kw": demand.tolist(),
+                "cap_kw": [self.load_caps.get(n) for n in cat.loads]}
 
     def tap_ratios(self) -> list[float]:
-        """Winding-2 tap (p.u.) of each regulated transformer."""
+        """Winding-2 tap (p.u.) of each regulated transformer, in regulator order."""
         ratios = []
-        for transformer in self.regulator_transformers():
+        for transformer in self.catalog.reg_transformers:
             dss.Transformers.Name(transformer)
             dss.Transformers.Wdg(2)
             ratios.append(dss.Transformers.Tap())
@@ -155,20 +147,21 @@ class FeederModel:
 
     def regulator_states(self) -> dict[str, list]:
         """Tap position and ratio of every regulator control."""
-        ids = list(dss.RegControls.AllNames())
         taps = []
-        for reg in ids:
-            dss.RegControls.Name(reg)
+        more = dss.RegControls.First()
+        while more:
             taps.append(int(dss.RegControls.TapNumber()))
-        return {"ids": ids, "transformer": self.regulator_transformers(), "tap": taps,
-                "tap_ratio": self.tap_ratios()}
+            more = dss.RegControls.Next()
+        return {"ids": self.catalog.regulators, "transformer": self.catalog.reg_transformers,
+                "tap": taps, "tap_ratio": self.tap_ratios()}
 
     def capacitor_states(self) -> dict[str, list[int]]:
         """Step states (1 closed) of every capacitor bank."""
         states = {}
-        for cap in dss.Capacitors.AllNames():
-            dss.Capacitors.Name(cap)
-            states[cap] = list(dss.Capacitors.States())
+        more = dss.Capacitors.First()
+        while more:
+            states[dss.Capacitors.Name()] = list(dss.Capacitors.States())
+            more = dss.Capacitors.Next()
         return states
 
     def capacitor_kvar(self) -> list[float]:
@@ -257,20 +250,6 @@ class FeederModel:
 
     # -- load caps ------------------------------------------------------------------------
 
-    def _load_kw(self, name: str) -> float:
-        dss.Loads.Name(name)
-        return dss.Loads.kW()
-
-    def _demand_kw(self, name: str) -> float:
-        """Uncapped demand of a load at the current time (base kW x shape x loadmult)."""
-        dss.Loads.Name(name)
-        return self._load_base_kw[name] * self._multiplier(dss.Solution.DblHour())
-
-    def _multiplier(self, hour: float) -> float:
-        """The active load's shape multiplier at `hour`, times the circuit's load multiplier."""
-        shape = dss.Loads.Yearly() if self.mode == "yearly" else dss.Loads.Daily()
-        return _shape_multiplier(shape, hour) * dss.Solution.LoadMult()
-
     def _apply_load_caps(self) -> None:
         """Set each capped load's kW so that its consumption at the next step is <= its cap.
 
@@ -279,8 +258,8 @@ class FeederModel:
         next_hour = dss.Solution.DblHour() + self.step_s / 3600
         for name in sorted(set(self.load_caps) | self._modified_loads):
             base, cap = self._load_base_kw[name], self.load_caps.get(name)
+            mult = self.catalog.multiplier(name, next_hour) * dss.Solution.LoadMult()
             dss.Loads.Name(name)
-            mult = self._multiplier(next_hour)
             want = base if cap is None or base * mult <= cap else cap / mult
             dss.Loads.kW(want)
             if want == base:
@@ -289,18 +268,69 @@ class FeederModel:
                 self._modified_loads.add(name)
 
 
-def _shape_multiplier(shape: str, hour: float) -> float:
-    """A load shape's multiplier at `hour`, as OpenDSS reads fixed-interval shapes.
+@dataclass
+class Catalog:
+    """What does not change during a run: element names, buses, ratings, load shapes."""
+
+    loads: list[str]
+    load_buses: list[str]
+    load_base_kw: np.ndarray
+    load_shapes: list[str]
+    shapes: dict[str, tuple[float, np.ndarray]]
+    pvs: list[str]
+    pv_buses: list[str]
+    regulators: list[str]
+    reg_transformers: list[str]
+
+    @classmethod
+    def read(cls, mode: str) -> Catalog:
+        """Read the compiled circuit's elements (in OpenDSS's own iteration order)."""
+        loads, buses, base, shape_names = [], [], [], []
+        more = dss.Loads.First()
+        while more:
+            loads.append(dss.Loads.Name())
+            buses.append(dss.CktElement.BusNames()[0].lower())
+            base.append(dss.Loads.kW())
+            shape_names.append((dss.Loads.Yearly() if mode == "yearly" else dss.Loads.Daily())
+                               .lower())
+            more = dss.Loads.Next()
+        shapes = {}
+        for name in set(shape_names) - {""}:
+            dss.LoadShape.Name(name)
+            shapes[name] = (dss.LoadShape.HrInterval(), np.asarray(dss.LoadShape.PMult()))
+        pvs, pv_buses = [], []
+        more = dss.PVsystems.First()
+        while more:
+            pvs.append(dss.PVsystems.Name())
+            pv_buses.append(dss.CktElement.BusNames()[0].lower())
+            more = dss.PVsystems.Next()
+        regs, transformers = [], []
+        more = dss.RegControls.First()
+        while more:
+            regs.append(dss.RegControls.Name())
+            transformers.append(dss.RegControls.Transformer().lower())
+            more = dss.RegControls.Next()
+        return cls(loads, buses, np.asarray(base), shape_names, shapes, pvs, pv_buses, regs,
+                   transformers)
+
+    def multiplier(self, load: str, hour: float) -> float:
+        """A load's shape multiplier at `hour` (1 without a shape)."""
+        shape = self.load_shapes[self.loads.index(load)]
+        return shape_multiplier(*self.shapes[shape], hour) if shape else 1.0
+
+    def demand_kw(self, hour: float) -> np.ndarray:
+        """Every load's base kW times its shape multiplier at `hour`."""
+        mults = {name: shape_multiplier(*spec, hour) for name, spec in self.shapes.items()}
+        return self.load_base_kw * np.array([mults.get(s, 1.0) for s in self.load_shapes])
+
+
+def shape_multiplier(interval_h: float, mults: np.ndarray, hour: float) -> float:
+    """A fixed-interval load shape's multiplier at `hour`, as OpenDSS reads it.
 
     Point i of a shape with interval h stands for time (i + 1) * h, repeating over the
-    shape's length; without a shape the multiplier is 1.
+    shape's length.
     """
-    if not shape:
+    if interval_h <= 0 or not len(mults):
         return 1.0
-    dss.LoadShape.Name(shape)
-    interval = dss.LoadShape.HrInterval()
-    mults = dss.LoadShape.PMult()
-    if interval <= 0 or not len(mults):
-        return 1.0
-    index = int(math.floor(hour / interval + 1e-9)) - 1
+    index = int(math.floor(hour / interval_h + 1e-9)) - 1
     return float(mults[index % len(mults)])

@@ -1,8 +1,6 @@
 """``python -m gridsim.federates.recorder SYSTEM NAME``: run the recorder federate."""
 
-import sys
-
 from gridsim.federates.recorder.federate import run
-from gridsim.runtime import main
+from gridsim.runtime import run_and_exit
 
-sys.exit(main(run))
+run_and_exit(run)

@@ -20,7 +20,7 @@ def run(rt: FederateRuntime) -> dict:
     facts = {"scenario": rt.config["scenario"],
              "start": rt.start.isoformat(), "step_s": rt.step_s, "n_steps": rt.n_steps,
              "seed": rt.seed, "feeder": rt.feeder.name, "gridsim_version": __version__}
-    store = RunStore(path, facts, unpack=rt.parameters["unpack_arrays"])
+    store = RunStore(path, facts)
     steps: set[int] = set()
     rt.enter()
     while (t := rt.next_event()) is not None:
@@ -31,4 +31,4 @@ def run(rt: FederateRuntime) -> dict:
         steps.add(step)
     store.close()
     return {"file": rt.parameters["filename"], "topics": len(source_types),
-            "messages": store.messages, "samples": store.samples, "steps": len(steps)}
+            "messages": store.messages, "steps": len(steps)}
