@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from gridsim.feeders import bundled_names
 
 from gridsim import __version__
 from gridsim.build import RunSettings, runner_json, write_build
 from gridsim.components import builtin_types, load_definition
 from gridsim.errors import InputError
-from gridsim.feeders import bundled_names
 from gridsim.messages import json_schema
 from gridsim.supervisor import RunResult, run_federation
 from gridsim.wiring import Federation, load_federation
@@ -43,7 +43,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/NAME-TIMESTAMP).")
 @click.option("--timeout", "timeout_s", type=float, default=None,
@@ -112,19 +112,19 @@ class _ProgressBar:
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder for system.json, runner.json and federates/*.json.")
 def build(scenario: str, out: str) -> None:
     """Write the federation's wiring, runner and every federate's HELICS config."""
     federation = _load(scenario)
-    written = write_build(federation, Path(out), RunSettings(run_dir=Path(out)))
+    written = write_build(federation, Path(out), RunSettings(run_dir=Path(".")))
     for path in written.values():
         click.echo(str(path))
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")
 def validate(scenario: str) -> None:
     """Check SCENARIO against the component definitions; exit 2 on the first problem."""
     federation = _load(scenario)
@@ -177,7 +177,7 @@ def schema() -> None:
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")
 @click.option("--run-dir", default="runs/helics-run", show_default=True)
 def runner(scenario: str, run_dir: str) -> None:
     """Print a helics-run runner for SCENARIO, with paths as given (relative to here)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import models_json_schema
 
 ANY_TYPE = "Any"
 """A port of this type accepts (or emits) every message type; the recorder uses it."""
@@ -36,6 +37,20 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     time_s: float | None = Field(None, description="Simulation time of the data, s since start.")
+
+
+class DeviceArrays(Message):
+    """Base of messages about devices: every list field is aligned with ``ids``."""
+
+    ids: list[str] = Field(description="Device ids: OpenDSS element names without the class.")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> DeviceArrays:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name != "ids" and isinstance(value, list) and len(value) != len(self.ids):
+                raise ValueError(f"{len(self.ids)} ids but {len(value)} {name}")
+        return self
 
 
 class MeasurementArray(Message):
@@ -107,10 +122,9 @@ class Topology(Message):
     revision: int = Field(0, description="Increases by one each time the network changes.")
 
 
-class PVStates(Message):
+class PVStates(DeviceArrays):
     """State of every PV system."""
 
-    ids: list[str]
     bus: list[str] = Field(description="Bus and phases of each system, e.g. '48.1.2.3'.")
     p_kw: list[float] = Field(description="Active power output, kW (> 0 generating).")
     q_kvar: list[float] = Field(description="Reactive power output, kvar (> 0 injecting).")
@@ -118,10 +132,9 @@ class PVStates(Message):
     kva_rating: list[float] = Field(description="Inverter rating, kVA.")
 
 
-class LoadStates(Message):
+class LoadStates(DeviceArrays):
     """State of every load."""
 
-    ids: list[str]
     bus: list[str]
     p_kw: list[float] = Field(description="Consumption after caps, kW (> 0 consuming).")
     q_kvar: list[float] = Field(description="Reactive consumption, kvar.")
@@ -129,49 +142,43 @@ class LoadStates(Message):
     cap_kw: list[float | None] = Field(description="Active cap in kW, None if uncapped.")
 
 
-class RegulatorStates(Message):
+class RegulatorStates(DeviceArrays):
     """Tap position of every regulator control."""
 
-    ids: list[str]
     transformer: list[str]
     tap: list[int] = Field(description="Tap position, steps from neutral.")
     tap_ratio: list[float] = Field(description="Winding tap in pu.")
 
 
-class CapacitorStates(Message):
+class CapacitorStates(DeviceArrays):
     """Switching state of every capacitor bank (1 closed, 0 open, for each step)."""
 
-    ids: list[str]
     states: list[list[int]]
     kvar: list[float] = Field(description="Rated kvar of each bank.")
 
 
-class PVSetpoints(Message):
+class PVSetpoints(DeviceArrays):
     """Commands to PV inverters; None leaves a quantity as it is."""
 
-    ids: list[str]
     p_max_kw: list[float | None] = Field(description="Curtailment limit, kW; None = no limit.")
     q_kvar: list[float | None] = Field(description="Reactive setpoint, kvar; None = unchanged.")
 
 
-class LoadCaps(Message):
+class LoadCaps(DeviceArrays):
     """Upper bounds on load consumption (market rights, shedding)."""
 
-    ids: list[str]
     cap_kw: list[float | None] = Field(description="Cap in kW; None removes the cap.")
 
 
-class CapacitorCommands(Message):
+class CapacitorCommands(DeviceArrays):
     """Capacitor switching commands (overrides any capacitor control)."""
 
-    ids: list[str]
     states: list[int] = Field(description="1 closed, 0 open, applied to every step.")
 
 
-class TapCommands(Message):
+class TapCommands(DeviceArrays):
     """Regulator tap commands (the regulator's automatic control is disabled)."""
 
-    ids: list[str]
     taps: list[int] = Field(description="Tap position, steps from neutral.")
 
 
@@ -237,9 +244,10 @@ def compatible(source_type: str, target_type: str) -> bool:
 
 
 def json_schema() -> dict:
-    """JSON Schema of every message type, generated from the models."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "gridsim messages",
-        "$defs": {name: cls.model_json_schema() for name, cls in MESSAGE_TYPES.items()},
-    }
+    """JSON Schema of every message type, generated from the models.
+
+    One document: every type, and every model they nest, under ``$defs``.
+    """
+    _, schema = models_json_schema([(cls, "validation") for cls in MESSAGE_TYPES.values()],
+                                   title="gridsim messages")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

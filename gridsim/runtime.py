@@ -220,7 +220,7 @@ def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) 
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run_dir = Path(args.run_dir)
+    run_dir = Path(args.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     config = federate_config(federation, args.name,
                              RunSettings(run_dir=run_dir, broker_port=args.broker_port))

@@ -9,6 +9,7 @@ definitions. Times may be numbers of seconds or strings such as ``"15m"``, ``"24
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ def parse_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration, got a boolean")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite duration, got {value!r}")
         return float(value)
     match = re.fullmatch(r"\s*([0-9.]+)\s*(s|min|m|h|d)?\s*", str(value))
     if not match:
@@ -125,6 +128,7 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 _YAML_ALIASES = {"duration": "duration_s", "step": "step_s", "timeout": "timeout_s"}
+_SHORT_NAMES = {full: short for short, full in _YAML_ALIASES.items()}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -141,10 +145,23 @@ def load_scenario(path: str | Path) -> Scenario:
         raw = _yaml_document(source, text)
     if not isinstance(raw, dict):
         raise InputError(source, "", "expected a mapping at the top level")
+    given_as = raw.pop("_given_as", [])
+    if isinstance(raw.get("links"), list):
+        for i, item in enumerate(raw["links"]):
+            try:
+                Link.parse(item)
+            except (ValueError, ValidationError) as exc:
+                detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else exc
+                raise InputError(source, f"links[{i}]", str(detail)) from None
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise from_validation_error(source, exc) from None
+        error = from_validation_error(source, exc)
+        head, _, rest = error.field.partition(".")
+        short = _SHORT_NAMES.get(head)
+        if short and short in given_as:
+            error = InputError(source, ".".join(filter(None, [short, rest])), error.message)
+        raise error from None
 
 
 def _yaml_document(source: str, text: str) -> Any:
@@ -161,6 +178,7 @@ def _yaml_document(source: str, text: str) -> Any:
                 if full in raw:
                     raise InputError(source, short, f"given twice (also as {full})")
                 raw[full] = raw.pop(short)
+                raw.setdefault("_given_as", []).append(short)
     return raw
 
 
@@ -174,6 +192,13 @@ def _json_document(source: str, text: str) -> Any:
         return raw
     if "scenario" not in raw:
         raise InputError(source, "scenario", "required field is missing (feeder, clock, seed)")
+    if not isinstance(raw["scenario"], dict):
+        raise InputError(source, "scenario", "expected a mapping")
+    if not isinstance(raw.get("components", []), list):
+        raise InputError(source, "components", "expected a list")
+    for key in ("name", "federates", "links"):
+        if key in raw["scenario"]:
+            raise InputError(source, f"scenario.{key}", "belongs at the top level of the file")
     federates: dict[str, Any] = {}
     for i, component in enumerate(raw.get("components", [])):
         if not isinstance(component, dict) or "name" not in component:

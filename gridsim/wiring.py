@@ -114,7 +114,8 @@ def _instance(where: str, name: str, type_name: str, given: dict[str, Any],
             raise InputError(where, f"{prefix}.parameters.{key}",
                              f"unknown parameter of {type_name}; declared: "
                              f"{', '.join(sorted(declared)) or 'none'}")
-        problem = None if (value is None and not param.is_required) else param.check(value)
+        explicit_none = value is None and param.default is None and not param.is_required
+        problem = None if explicit_none else param.check(value)
         if problem:
             raise InputError(where, f"{prefix}.parameters.{key}", problem)
         parameters[key] = value
@@ -131,44 +132,49 @@ def _instance(where: str, name: str, type_name: str, given: dict[str, Any],
 
 def _expand_links(where: str, links: list[Link],
                   instances: dict[str, FederateInstance]) -> list[Link]:
-    """Check explicit links; expand ``source.*`` to every compatible output."""
-    result: list[Link] = []
+    """Check explicit links; expand ``source.*`` to every compatible output.
+
+    A link written twice is kept once; two different links into an input that takes one
+    are an error naming the second.
+    """
+    result: dict[Link, int] = {}
     for i, link in enumerate(links):
-        field_ = f"links[{i}]"
-        for role in ("source", "target"):
-            if getattr(link, role) not in instances:
-                raise InputError(where, f"{field_}.{role}",
-                                 f"no federate named {getattr(link, role)!r}")
-        source, target = instances[link.source], instances[link.target]
-        port_in = target.definition.input(link.target_port)
-        if port_in is None:
-            raise InputError(where, f"{field_}.target_port",
-                             f"{link.target} ({target.type}) has no input {link.target_port!r}")
-        if link.source_port == "*":
-            ports = [p for p in source.definition.dynamic_outputs
-                     if compatible(p.type, port_in.type)]
-            result += [link.model_copy(update={"source_port": p.port_id}) for p in ports]
-            continue
-        port_out = source.definition.output(link.source_port)
-        if port_out is None:
-            raise InputError(where, f"{field_}.source_port",
-                             f"{link.source} ({source.type}) has no output {link.source_port!r}")
-        if not compatible(port_out.type, port_in.type):
-            raise InputError(where, field_,
-                             f"{link}: output type {port_out.type} cannot feed input type "
-                             f"{port_in.type}")
-        result.append(link)
-    seen: dict[tuple[str, str], Link] = {}
-    for link in result:
+        for expanded in _check_link(where, f"links[{i}]", link, instances):
+            result.setdefault(expanded, i)
+    fed_by: dict[tuple[str, str], Link] = {}
+    for link, i in result.items():
         key = (link.target, link.target_port)
-        if key in seen and not instances[link.target].definition.input(link.target_port).multiple:
-            i = next(j for j, raw in enumerate(links) if raw.target == link.target
-                     and raw.target_port == link.target_port and raw != seen[key])
+        first = fed_by.setdefault(key, link)
+        if first != link and not instances[link.target].definition.input(link.target_port).multiple:
             raise InputError(where, f"links[{i}].target_port",
                              f"{link.target}.{link.target_port} takes one link and is already "
-                             f"fed by {seen[key].source}.{seen[key].source_port}")
-        seen.setdefault(key, link)
-    return list(dict.fromkeys(result))
+                             f"fed by {first.source}.{first.source_port}")
+    return list(result)
+
+
+def _check_link(where: str, field_: str, link: Link,
+                instances: dict[str, FederateInstance]) -> list[Link]:
+    """The link itself, or its expansion for ``source.*``, after checking ports and types."""
+    for role in ("source", "target"):
+        if getattr(link, role) not in instances:
+            raise InputError(where, f"{field_}.{role}",
+                             f"no federate named {getattr(link, role)!r}")
+    source, target = instances[link.source], instances[link.target]
+    port_in = target.definition.input(link.target_port)
+    if port_in is None:
+        raise InputError(where, f"{field_}.target_port",
+                         f"{link.target} ({target.type}) has no input {link.target_port!r}")
+    if link.source_port == "*":
+        return [link.model_copy(update={"source_port": p.port_id})
+                for p in source.definition.dynamic_outputs if compatible(p.type, port_in.type)]
+    port_out = source.definition.output(link.source_port)
+    if port_out is None:
+        raise InputError(where, f"{field_}.source_port",
+                         f"{link.source} ({source.type}) has no output {link.source_port!r}")
+    if not compatible(port_out.type, port_in.type):
+        raise InputError(where, field_, f"{link}: output type {port_out.type} cannot feed input "
+                                         f"type {port_in.type}")
+    return [link]
 
 
 def _default_links(where: str, links: list[Link],

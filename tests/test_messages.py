@@ -75,9 +75,6 @@ def test_schema_is_valid_json():
     assert schema["$schema"].startswith("https://json-schema.org/")
 
 
-@pytest.mark.xfail(strict=True, reason="messages.json_schema nests each model's own $defs "
-                   "(AdmittanceSparse, RejectedCommand) under its entry, but their refs "
-                   "'#/$defs/...' resolve from the document root, where they are missing")
 def test_schema_refs_resolve_from_root():
     """Every '$ref' in the schema points at a definition that exists in the document."""
     schema = json_schema()

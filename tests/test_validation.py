@@ -373,10 +373,8 @@ def test_missing_scenario_file(tmp_path):
     validate_error(tmp_path / "nothere.yaml", None, "not found")
 
 
-# --- known bugs (strict xfail: they start failing when fixed; then drop the marker) --------
+# --- edge cases that once crashed or slipped through ------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="wiring._expand_links: StopIteration traceback when "
-                   "the same link into a single-link input is given twice")
 def test_exact_duplicate_link_into_single_link_input(tmp_path):
     """Giving the very same link twice is merged or refused, never a traceback."""
     path = with_custom(
@@ -389,8 +387,6 @@ def test_exact_duplicate_link_into_single_link_input(tmp_path):
         assert_input_error(result, path, "links[1].target_port", "one link")
 
 
-@pytest.mark.xfail(strict=True, reason="wiring._expand_links names the wildcard link, not "
-                   "the second link, when a wildcard link came first")
 def test_second_link_named_after_wildcard_link(tmp_path):
     """The link that over-feeds a single-link input is the one named, after a wildcard."""
     path = with_custom(
@@ -401,8 +397,6 @@ def test_second_link_named_after_wildcard_link(tmp_path):
     validate_error(path, "links[1].target_port", "takes one link")
 
 
-@pytest.mark.xfail(strict=True, reason="Scenario.n_steps: OverflowError traceback for an "
-                   "infinite duration")
 def test_infinite_duration(tmp_path):
     """An infinite duration is bad input, not a crash."""
     path = tmp_path / "scenario.yaml"
@@ -410,8 +404,6 @@ def test_infinite_duration(tmp_path):
     validate_error(path, re.compile(r"duration(_s)?"))
 
 
-@pytest.mark.xfail(strict=True, reason="scenario._json_document: TypeError traceback when "
-                   "'scenario' is not a mapping or 'components' is not a list")
 @pytest.mark.parametrize("patch, field", [
     ({"scenario": 5}, "scenario"),
     ({"components": 5}, "components"),
@@ -426,15 +418,11 @@ def test_wiring_json_wrong_shapes(tmp_path, patch, field):
     validate_error(path, re.compile(re.escape(field) + r".*"))
 
 
-@pytest.mark.xfail(strict=True, reason="click's own Path check prints a 3-line usage error "
-                   "for a directory, before gridsim's one-line handling")
 def test_scenario_path_is_a_directory(tmp_path):
     """A directory given as the scenario is one line of bad input like a missing file."""
     validate_error(tmp_path, None)
 
 
-@pytest.mark.xfail(strict=True, reason="wiring._instance passes null through for a typed "
-                   "parameter with a default, bypassing its type and choices")
 def test_null_for_typed_parameter(tmp_path):
     """`mode: null` is refused or replaced by the default; the feeder never gets None."""
     raw = base_scenario(federates={"feeder": {"type": "feeder", "parameters": {"mode": None}},

@@ -11,9 +11,9 @@ import logging
 import time
 
 import numpy as np
+from gridsim.federates.feeder.model import FeederModel, Rejected
 
 from gridsim import messages as m
-from gridsim.federates.feeder.model import FeederModel, Rejected
 from gridsim.runtime import FederateRuntime
 
 log = logging.getLogger("gridsim.feeder")
@@ -92,6 +92,10 @@ def _publish(rt: FederateRuntime, model: FeederModel, t: float, v_pu: np.ndarray
                                                         values=s.imag.tolist(), units="kvar"))
     if topology_changed and rt.wanted("topology"):
         rt.publish("topology", topology_message(model, t))
+    _publish_devices(rt, model, t)
+
+
+def _publish_devices(rt: FederateRuntime, model: FeederModel, t: float) -> None:
     if rt.wanted("pv_states"):
         rt.publish("pv_states", m.PVStates(time_s=t, **model.pv_states()))
     if rt.wanted("load_states"):

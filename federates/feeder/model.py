@@ -17,7 +17,6 @@ from datetime import datetime
 
 import numpy as np
 import opendssdirect as dss
-
 from gridsim.federates.feeder.network import NetworkModel, compile_into
 from gridsim.feeders import FeederSource
 

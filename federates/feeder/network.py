@@ -11,14 +11,18 @@ from __future__ import annotations
 import numpy as np
 import opendssdirect as dss
 import scipy.sparse as sp
-
 from gridsim.feeders import FeederSource
 
 _PC_CLASSES = ("Load", "PVSystem", "Storage", "Generator")
 
 
 def compile_into(ctx, source: FeederSource) -> None:
-    """Compile `source` (master file, then overlays) into the OpenDSS context `ctx`."""
+    """Compile `source` (master file, then overlays) into the OpenDSS context `ctx`.
+
+    OpenDSS would otherwise move the whole process into the master file's folder, and
+    relative output paths of the federate would land there.
+    """
+    ctx.Basic.AllowChangeDir(False)
     ctx.Text.Command(f'compile "{source.master}"')
     for overlay in source.overlays:
         ctx.Text.Command(f'redirect "{overlay}"')
