@@ -49,7 +49,6 @@ def federate_config(federation: Federation, name: str, run: RunSettings) -> dict
     helics: dict = {
         "name": name,
         "coreType": scenario.core_type,
-        "coreName": f"{scenario.name}-{name}",
         "brokerAddress": "127.0.0.1",
         "brokerPort": run.broker_port or DEFAULT_BROKER_PORT,
         "coreInitString": "--useosport",
@@ -145,7 +144,11 @@ def runner_json(federation: Federation, system_path: str, run: RunSettings) -> d
 
 
 def write_build(federation: Federation, out: Path, run: RunSettings) -> dict[str, Path]:
-    """Write system.json, runner.json and every federate's config under `out`."""
+    """Write system.json, runner.json and every federate's config under `out`.
+
+    ``federates/NAME.json`` is the federate's whole gridsim configuration;
+    ``federates/NAME.helics.json`` its HELICS part alone, loadable by any HELICS federate.
+    """
     out.mkdir(parents=True, exist_ok=True)
     written = {"system": out / "system.json", "runner": out / "runner.json"}
     _write_json(written["system"], system_json(federation))
@@ -153,7 +156,9 @@ def write_build(federation: Federation, out: Path, run: RunSettings) -> dict[str
     for name in federation.federates:
         path = out / "federates" / f"{name}.json"
         path.parent.mkdir(exist_ok=True)
-        _write_json(path, federate_config(federation, name, run))
+        config = federate_config(federation, name, run)
+        _write_json(path, config)
+        _write_json(path.with_suffix(".helics.json"), config["helics"])
         written[name] = path
     return written
 
