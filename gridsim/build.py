@@ -117,11 +117,19 @@ def system_json(federation: Federation) -> dict:
 
 def launch_command(federation: Federation, name: str, system_path: str, run: RunSettings,
                    python: str = sys.executable) -> list[str]:
-    """The command line that starts federate `name` (its component's execute_function)."""
+    """The command line that starts federate `name` (its component's execute_function).
+
+    A leading ``python`` becomes this interpreter; a word naming a file in the component's
+    ``directory`` (a script, as in OEDI-SI's ``python sender_cosim.py``) becomes its
+    absolute path, since federates run with the run directory as working directory.
+    """
     inst = federation.federates[name]
     argv = shlex.split(inst.definition.execute_function)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = python
+    component_dir = (inst.definition_path.parent / inst.definition.directory).resolve()
+    argv = [str(component_dir / arg) if not arg.startswith("-") and "/" not in arg[:1]
+            and (component_dir / arg).is_file() else arg for arg in argv]
     argv += [system_path, name, "--run-dir", str(run.run_dir)]
     if run.broker_port:
         argv += ["--broker-port", str(run.broker_port)]

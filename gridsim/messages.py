@@ -32,9 +32,9 @@ UNTYPED = ""
 
 
 class Message(BaseModel):
-    """Base of all messages: strict fields, simulation time stamp."""
+    """Base of all messages: strict fields, finite numbers, simulation time stamp."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     time_s: float | None = Field(None, description="Simulation time of the data, s since start.")
 
@@ -160,8 +160,10 @@ class CapacitorStates(DeviceArrays):
 class PVSetpoints(DeviceArrays):
     """Commands to PV inverters; None leaves a quantity as it is."""
 
-    p_max_kw: list[float | None] = Field(description="Curtailment limit, kW; None = no limit.")
-    q_kvar: list[float | None] = Field(description="Reactive setpoint, kvar; None = unchanged.")
+    p_max_kw: list[float | None] = Field(
+        description="Curtailment limit, kW; at or above Pmpp lifts it; None = unchanged.")
+    q_kvar: list[float | None] = Field(
+        description="Reactive setpoint, kvar, within the kVA rating; None = unchanged.")
 
 
 class LoadCaps(DeviceArrays):

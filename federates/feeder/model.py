@@ -17,21 +17,14 @@ from datetime import datetime
 
 import numpy as np
 import opendssdirect as dss
+from gridsim.federates.feeder import commands
+from gridsim.federates.feeder.commands import LoadCapper, Rejected
 from gridsim.federates.feeder.network import NetworkModel, compile_into
 from gridsim.feeders import FeederSource
 
 
 class SolveError(RuntimeError):
     """The power flow did not converge."""
-
-
-@dataclass
-class Rejected:
-    """A command that could not be applied."""
-
-    port: str
-    name: str
-    reason: str
 
 
 def start_hour(start: datetime, mode: str) -> float:
@@ -64,16 +57,32 @@ class FeederModel:
         self.node_ids = [n.lower() for n in dss.Circuit.AllNodeNames()]
         self.network = NetworkModel(source) if with_network else None
         self._net_index: np.ndarray | None = None
-        self.load_caps: dict[str, float] = {}
-        self._modified_loads: set[str] = set()
+        self._device_key: tuple | None = None
         self.catalog = Catalog.read(mode)
-        self._load_base_kw = dict(zip(self.catalog.loads, self.catalog.load_base_kw))
+        self.capper = LoadCapper(dict(zip(self.catalog.loads, self.catalog.load_base_kw)))
 
     # -- stepping -------------------------------------------------------------------------
 
     def solve(self) -> None:
-        """Advance one step and solve; raises `SolveError` if it does not converge."""
-        self._apply_load_caps()
+        """Advance one step and solve; raises `SolveError` if it does not converge.
+
+        With load caps in force, a step whose capped loads draw more than their caps is
+        solved again with their nominal kW scaled down (see `LoadCapper`).
+        """
+        step_h = self.step_s / 3600
+        next_hour = dss.Solution.DblHour() + step_h
+        mult = dss.Solution.LoadMult()
+        self.capper.prepare(lambda load: self.catalog.multiplier(load, next_hour) * mult)
+        self._solve_once()
+        for _ in range(self.capper.max_rounds if self.capper.caps else 0):
+            over = self.capper.over_cap()
+            if not over:
+                break
+            self.capper.scale_down(over)
+            dss.Solution.DblHour(next_hour - step_h)
+            self._solve_once()
+
+    def _solve_once(self) -> None:
         dss.Solution.Solve()
         if not dss.Solution.Converged():
             raise SolveError(f"power flow did not converge at hour {dss.Solution.DblHour():.4f}")
@@ -81,8 +90,14 @@ class FeederModel:
     def sync_network(self) -> bool:
         """Bring the network model up to the current taps and capacitor states.
 
-        Returns True when the network changed (the topology must be republished).
+        Returns True when the network changed (the topology must be republished). Tap
+        positions and capacitor states are compared first: reading them is cheaper than
+        reading transformer taps, and most steps change nothing.
         """
+        key = (tuple(self._tap_numbers()), tuple(map(tuple, self.capacitor_states().values())))
+        if key == self._device_key:
+            return False
+        self._device_key = key
         taps = dict(zip(self.catalog.reg_transformers, self.tap_ratios()))
         changed = self.network.update(taps, self.capacitor_states())
         if changed:
@@ -100,9 +115,12 @@ class FeederModel:
         """Node voltage magnitudes in p.u. of each node's base, in `node_ids` order."""
         return np.asarray(dss.Circuit.AllBusMagPu())
 
-    def injections(self) -> tuple[list[str], np.ndarray]:
-        """Node ids and complex power injected into the network there, kVA."""
-        v = self.voltages()[self._net_index]
+    def injections(self, voltages: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+        """Node ids and complex power injected into the network there, kVA.
+
+        `voltages` are this step's `voltages()`, if the caller has them already.
+        """
+        v = (self.voltages() if voltages is None else voltages)[self._net_index]
         return self.network.ids, self.network.injections(v) / 1000.0
 
     def pv_states(self) -> dict[str, list]:
@@ -133,7 +151,7 @@ class FeederModel:
         demand = cat.demand_kw(dss.Solution.DblHour()) * dss.Solution.LoadMult()
         return {"ids": cat.loads, "bus": cat.load_buses, "p_kw": p_kw, "q_kvar": q_kvar,
                 "demand_kw": demand.tolist(),
-                "cap_kw": [self.load_caps.get(n) for n in cat.loads]}
+                "cap_kw": [self.capper.caps.get(n) for n in cat.loads]}
 
     def tap_ratios(self) -> list[float]:
         """Winding-2 tap (p.u.) of each regulated transformer, in regulator order."""
@@ -144,15 +162,22 @@ class FeederModel:
             ratios.append(dss.Transformers.Tap())
         return ratios
 
+    def _tap_numbers(self) -> list[int]:
+        """Tap position of each regulator, read from its transformer.
+
+        Read from the transformer, not the control: a control disabled by a tap command is
+        skipped by OpenDSS's iteration over controls, but its transformer keeps its tap.
+        """
+        taps = []
+        for transformer, ratio in zip(self.catalog.reg_transformers, self.tap_ratios()):
+            neutral, step, _ = commands.tap_range(transformer)
+            taps.append(int(round((ratio - neutral) / step)))
+        return taps
+
     def regulator_states(self) -> dict[str, list]:
         """Tap position and ratio of every regulator control."""
-        taps = []
-        more = dss.RegControls.First()
-        while more:
-            taps.append(int(dss.RegControls.TapNumber()))
-            more = dss.RegControls.Next()
         return {"ids": self.catalog.regulators, "transformer": self.catalog.reg_transformers,
-                "tap": taps, "tap_ratio": self.tap_ratios()}
+                "tap": self._tap_numbers(), "tap_ratio": self.tap_ratios()}
 
     def capacitor_states(self) -> dict[str, list[int]]:
         """Step states (1 closed) of every capacitor bank."""
@@ -171,100 +196,25 @@ class FeederModel:
             out.append(dss.Capacitors.kvar())
         return out
 
-    # -- commands -------------------------------------------------------------------------
+    # -- commands (see commands.py) -----------------------------------------------------
 
     def set_pv(self, port: str, ids, p_max_kw, q_kvar) -> tuple[int, list[Rejected]]:
-        """Curtailment limits and reactive setpoints for PV systems."""
-        known = set(dss.PVsystems.AllNames())
-        accepted, rejected = 0, []
-        for name, p_max, q in zip(ids, p_max_kw, q_kvar):
-            if name.lower() not in known:
-                rejected.append(Rejected(port, name, "no such PV system"))
-                continue
-            dss.PVsystems.Name(name)
-            if p_max is not None:
-                pmpp = dss.PVsystems.Pmpp()
-                dss.PVsystems.pctPmpp(100.0 * min(max(p_max, 0.0), pmpp) / pmpp)
-            if q is not None:
-                dss.PVsystems.kvar(q)
-            accepted += 1
-        return accepted, rejected
+        """PV curtailment limits and reactive setpoints, from the next solve."""
+        return commands.set_pv(port, ids, p_max_kw, q_kvar)
 
     def set_load_caps(self, port: str, ids, caps) -> tuple[int, list[Rejected]]:
-        """Caps (kW) on load consumption; None removes a cap. Applied at the next solve."""
-        known = set(self._load_base_kw)
-        accepted, rejected = 0, []
-        for name, cap in zip(ids, caps):
-            key = name.lower()
-            if key not in known:
-                rejected.append(Rejected(port, name, "no such load"))
-            elif cap is not None and cap < 0:
-                rejected.append(Rejected(port, name, f"negative cap {cap}"))
-            else:
-                if cap is None:
-                    self.load_caps.pop(key, None)
-                else:
-                    self.load_caps[key] = float(cap)
-                accepted += 1
-        return accepted, rejected
+        """Caps on what loads draw, kW (None removes), from the next solve."""
+        return self.capper.set_caps(port, ids, caps)
 
     def set_capacitors(self, port: str, ids, states) -> tuple[int, list[Rejected]]:
-        """Open (0) or close (1) capacitor banks; their controls, if any, are disabled."""
-        known = set(dss.Capacitors.AllNames())
-        accepted, rejected = 0, []
-        for name, state in zip(ids, states):
-            if name.lower() not in known or state not in (0, 1):
-                reason = "no such capacitor" if name.lower() not in known else f"state {state}"
-                rejected.append(Rejected(port, name, reason))
-                continue
-            for ctrl in dss.CapControls.AllNames():
-                dss.CapControls.Name(ctrl)
-                if dss.CapControls.Capacitor().lower() == name.lower():
-                    dss.Text.Command(f"CapControl.{ctrl}.enabled=no")
-            dss.Capacitors.Name(name)
-            dss.Capacitors.States([state] * dss.Capacitors.NumSteps())
-            accepted += 1
-        return accepted, rejected
+        """Capacitor bank states (1 closed, 0 open), from the next solve."""
+        return commands.set_capacitors(port, ids, states)
 
     def set_taps(self, port: str, ids, taps) -> tuple[int, list[Rejected]]:
-        """Move regulators to tap positions; their automatic control is disabled."""
-        known = set(dss.RegControls.AllNames())
-        accepted, rejected = 0, []
-        for name, tap in zip(ids, taps):
-            if name.lower() not in known:
-                rejected.append(Rejected(port, name, "no such regulator control"))
-                continue
-            dss.RegControls.Name(name)
-            dss.Transformers.Name(dss.RegControls.Transformer())
-            high = dss.Transformers.NumTaps() // 2
-            low = -high
-            if not low <= tap <= high:
-                rejected.append(Rejected(port, name, f"tap {tap} outside [{low}, {high}]"))
-                continue
-            dss.Text.Command(f"RegControl.{name}.enabled=no")
-            self.tap_overrides.add(name.lower())
-            dss.RegControls.TapNumber(int(tap))
-            accepted += 1
-        return accepted, rejected
-
-    # -- load caps ------------------------------------------------------------------------
-
-    def _apply_load_caps(self) -> None:
-        """Set each capped load's kW so that its consumption at the next step is <= its cap.
-
-        Only loads with a cap, or whose kW a cap changed before, are touched.
-        """
-        next_hour = dss.Solution.DblHour() + self.step_s / 3600
-        for name in sorted(set(self.load_caps) | self._modified_loads):
-            base, cap = self._load_base_kw[name], self.load_caps.get(name)
-            mult = self.catalog.multiplier(name, next_hour) * dss.Solution.LoadMult()
-            dss.Loads.Name(name)
-            want = base if cap is None or base * mult <= cap else cap / mult
-            dss.Loads.kW(want)
-            if want == base:
-                self._modified_loads.discard(name)
-            else:
-                self._modified_loads.add(name)
+        """Regulator tap positions, held from the next solve."""
+        transformers = dict(zip((r.lower() for r in self.catalog.regulators),
+                                self.catalog.reg_transformers))
+        return commands.set_taps(port, ids, taps, transformers)
 
 
 @dataclass
@@ -303,12 +253,10 @@ class Catalog:
             pvs.append(dss.PVsystems.Name())
             pv_buses.append(dss.CktElement.BusNames()[0].lower())
             more = dss.PVsystems.Next()
-        regs, transformers = [], []
-        more = dss.RegControls.First()
-        while more:
-            regs.append(dss.RegControls.Name())
+        regs, transformers = list(dss.RegControls.AllNames()), []
+        for reg in regs:
+            dss.RegControls.Name(reg)
             transformers.append(dss.RegControls.Transformer().lower())
-            more = dss.RegControls.Next()
         return cls(loads, buses, np.asarray(base), shape_names, shapes, pvs, pv_buses, regs,
                    transformers)
 
@@ -327,9 +275,9 @@ def shape_multiplier(interval_h: float, mults: np.ndarray, hour: float) -> float
     """A fixed-interval load shape's multiplier at `hour`, as OpenDSS reads it.
 
     Point i of a shape with interval h stands for time (i + 1) * h, repeating over the
-    shape's length.
+    shape's length; between points OpenDSS takes the nearest one.
     """
     if interval_h <= 0 or not len(mults):
         return 1.0
-    index = int(math.floor(hour / interval_h + 1e-9)) - 1
+    index = int(math.floor(hour / interval_h + 0.5)) - 1
     return float(mults[index % len(mults)])

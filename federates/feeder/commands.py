@@ -1,0 +1,182 @@
+"""Control commands to the feeder: checked one by one, applied to OpenDSS, or rejected.
+
+Each function takes the ids-aligned arrays of one command message and returns
+``(accepted, rejected)``; a rejected command carries the reason, for the feeder's
+``command_report``. Nothing here raises on bad input from another federate: unknown names,
+non-finite numbers and out-of-range values are rejected, the rest applied.
+
+Semantics (the same as in `gridsim.messages`):
+- PV: ``p_max_kw`` limits output (OpenDSS ``%Pmpp``); a value at or above Pmpp lifts the
+  limit; None leaves the limit as it is. ``q_kvar`` fixes reactive output within the
+  inverter's kVA rating; None leaves it as it is.
+- Load caps bound what a load draws (kW); None removes the cap. `LoadCapper` enforces them.
+- Capacitors: 1 closes every step, 0 opens; any capacitor control of the bank is disabled.
+- Taps: positions from neutral; the regulator's automatic control is disabled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import opendssdirect as dss
+
+
+@dataclass
+class Rejected:
+    """A command that could not be applied."""
+
+    port: str
+    name: str
+    reason: str
+
+
+def _finite(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+
+
+def set_pv(port: str, ids, p_max_kw, q_kvar) -> tuple[int, list[Rejected]]:
+    """Curtailment limits and reactive setpoints for PV systems."""
+    known = {n.lower() for n in dss.PVsystems.AllNames()}
+    accepted, rejected = 0, []
+    for name, p_max, q in zip(ids, p_max_kw, q_kvar):
+        if name.lower() not in known:
+            rejected.append(Rejected(port, name, "no such PV system"))
+            continue
+        if not (_finite(p_max) and _finite(q)):
+            rejected.append(Rejected(port, name, "not a finite number"))
+            continue
+        dss.PVsystems.Name(name)
+        pmpp, rating = dss.PVsystems.Pmpp(), dss.PVsystems.kVARated()
+        if p_max is not None and p_max < 0:
+            rejected.append(Rejected(port, name, f"negative limit {p_max} kW"))
+        elif q is not None and abs(q) > rating:
+            rejected.append(Rejected(port, name, f"{q} kvar exceeds the {rating} kVA rating"))
+        else:
+            if p_max is not None:
+                pct = 100.0 * min(p_max, pmpp) / pmpp
+                dss.Text.Command(f"PVSystem.{name}.%Pmpp={pct!r}")
+            if q is not None:
+                dss.PVsystems.kvar(q)
+            accepted += 1
+    return accepted, rejected
+
+
+def set_capacitors(port: str, ids, states) -> tuple[int, list[Rejected]]:
+    """Open (0) or close (1) capacitor banks; their controls, if any, are disabled."""
+    known = {n.lower() for n in dss.Capacitors.AllNames()}
+    controls = {}
+    for ctrl in dss.CapControls.AllNames():
+        dss.CapControls.Name(ctrl)
+        controls.setdefault(dss.CapControls.Capacitor().lower(), []).append(ctrl)
+    accepted, rejected = 0, []
+    for name, state in zip(ids, states):
+        if name.lower() not in known:
+            rejected.append(Rejected(port, name, "no such capacitor"))
+        elif state not in (0, 1):
+            rejected.append(Rejected(port, name, f"state {state} is neither 0 nor 1"))
+        else:
+            for ctrl in controls.get(name.lower(), []):
+                dss.Text.Command(f"CapControl.{ctrl}.enabled=no")
+            dss.Capacitors.Name(name)
+            dss.Capacitors.States([state] * dss.Capacitors.NumSteps())
+            accepted += 1
+    return accepted, rejected
+
+
+def tap_range(transformer: str) -> tuple[float, float, int]:
+    """(neutral ratio, ratio per step, steps either side) of a regulated transformer."""
+    dss.Transformers.Name(transformer)
+    dss.Transformers.Wdg(2)
+    low, high, n = dss.Transformers.MinTap(), dss.Transformers.MaxTap(), dss.Transformers.NumTaps()
+    return 1.0, (high - low) / n, n // 2
+
+
+def set_taps(port: str, ids, taps, transformers: dict[str, str]) -> tuple[int, list[Rejected]]:
+    """Move regulators (by control name) to tap positions; their control is disabled.
+
+    `transformers` maps each regulator control to the transformer it drives.
+    """
+    accepted, rejected = 0, []
+    for name, tap in zip(ids, taps):
+        transformer = transformers.get(name.lower())
+        if transformer is None:
+            rejected.append(Rejected(port, name, "no such regulator control"))
+            continue
+        neutral, step, half = tap_range(transformer)
+        if not -half <= tap <= half:
+            rejected.append(Rejected(port, name, f"tap {tap} outside [{-half}, {half}]"))
+            continue
+        dss.Text.Command(f"RegControl.{name}.enabled=no")
+        dss.Transformers.Name(transformer)
+        dss.Transformers.Wdg(2)
+        dss.Transformers.Tap(neutral + tap * step)
+        accepted += 1
+    return accepted, rejected
+
+
+class LoadCapper:
+    """Keeps capped loads at or below their caps (kW drawn, not nominal).
+
+    Before a solve each capped load's nominal kW is set so that base x shape multiplier
+    would equal the cap; voltage-dependent loads (constant Z or I) then draw more or less
+    than nominal, so after the solve any load above its cap is scaled down by the ratio and
+    the step re-solved, up to `max_rounds` times, until every capped load is within
+    `tolerance` (relative) of its cap.
+    """
+
+    def __init__(self, base_kw: dict[str, float], tolerance: float = 1e-4, max_rounds: int = 5):
+        self.base_kw = base_kw
+        self.caps: dict[str, float] = {}
+        self.tolerance = tolerance
+        self.max_rounds = max_rounds
+        self._modified: set[str] = set()
+
+    def set_caps(self, port: str, ids, caps) -> tuple[int, list[Rejected]]:
+        """Caps (kW) on load consumption; None removes a cap. Applied at the next solve."""
+        accepted, rejected = 0, []
+        for name, cap in zip(ids, caps):
+            key = name.lower()
+            if key not in self.base_kw:
+                rejected.append(Rejected(port, name, "no such load"))
+            elif not _finite(cap):
+                rejected.append(Rejected(port, name, "not a finite number"))
+            elif cap is not None and cap < 0:
+                rejected.append(Rejected(port, name, f"negative cap {cap} kW"))
+            else:
+                if cap is None:
+                    self.caps.pop(key, None)
+                else:
+                    self.caps[key] = float(cap)
+                accepted += 1
+        return accepted, rejected
+
+    def prepare(self, multiplier) -> None:
+        """Set nominal kW for the coming solve; `multiplier(load)` is its shape x loadmult."""
+        for name in sorted(set(self.caps) | self._modified):
+            base, cap = self.base_kw[name], self.caps.get(name)
+            mult = multiplier(name)
+            want = base if cap is None or base * mult <= cap else cap / mult
+            dss.Loads.Name(name)
+            dss.Loads.kW(want)
+            if want == base:
+                self._modified.discard(name)
+            else:
+                self._modified.add(name)
+
+    def over_cap(self) -> dict[str, float]:
+        """Capped loads drawing more than cap x (1 + tolerance): name -> drawn / cap."""
+        over = {}
+        for name, cap in self.caps.items():
+            dss.Loads.Name(name)
+            drawn = sum(dss.CktElement.Powers()[0::2])
+            if drawn > cap * (1 + self.tolerance) and drawn > 0:
+                over[name] = drawn / cap if cap > 0 else math.inf
+        return over
+
+    def scale_down(self, over: dict[str, float]) -> None:
+        """Lower the nominal kW of loads found over their caps by their excess ratio."""
+        for name, ratio in over.items():
+            dss.Loads.Name(name)
+            dss.Loads.kW(0.0 if math.isinf(ratio) else dss.Loads.kW() / ratio)
+            self._modified.add(name)
