@@ -168,11 +168,8 @@ class FeederModel:
         Read from the transformer, not the control: a control disabled by a tap command is
         skipped by OpenDSS's iteration over controls, but its transformer keeps its tap.
         """
-        taps = []
-        for transformer, ratio in zip(self.catalog.reg_transformers, self.tap_ratios()):
-            neutral, step, _ = commands.tap_range(transformer)
-            taps.append(int(round((ratio - neutral) / step)))
-        return taps
+        return [int(round((ratio - neutral) / step)) for (neutral, step, _), ratio
+                in zip(self.catalog.tap_ranges, self.tap_ratios())]
 
     def regulator_states(self) -> dict[str, list]:
         """Tap position and ratio of every regulator control."""
@@ -230,6 +227,7 @@ class Catalog:
     pv_buses: list[str]
     regulators: list[str]
     reg_transformers: list[str]
+    tap_ranges: list[tuple[float, float, int]]
 
     @classmethod
     def read(cls, mode: str) -> Catalog:
@@ -258,7 +256,7 @@ class Catalog:
             dss.RegControls.Name(reg)
             transformers.append(dss.RegControls.Transformer().lower())
         return cls(loads, buses, np.asarray(base), shape_names, shapes, pvs, pv_buses, regs,
-                   transformers)
+                   transformers, [commands.tap_range(t) for t in transformers])
 
     def multiplier(self, load: str, hour: float) -> float:
         """A load's shape multiplier at `hour` (1 without a shape)."""
