@@ -61,6 +61,8 @@ def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) ->
                f"-> {run_dir}", err=True)
     result = run_federation(federation, run_dir, timeout_s=timeout_s, progress=bar)
     if bar:
+        if result.ok:
+            bar(federation.scenario.duration_s, federation.scenario.duration_s)
         bar.close()
     _report(result)
     sys.exit(0 if result.ok else 1)
@@ -93,7 +95,8 @@ class _ProgressBar:
         self.last_draw = 0.0
 
     def __call__(self, t: float, duration: float) -> None:
-        frac = max(0.0, min(1.0, (t + 1e-9) / duration)) if duration else 0.0
+        t = max(t, 0.0)
+        frac = min(1.0, (t + 1e-9) / duration) if duration else 0.0
         tenth = int(frac * 10)
         now = time.monotonic()
         if self.tty and now - self.last_draw > 0.1:
