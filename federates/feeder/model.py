@@ -40,7 +40,7 @@ class FeederModel:
 
     def __init__(self, source: FeederSource, start: datetime, step_s: float, *,
                  mode: str = "daily", max_control_iter: int = 30,
-                 load_scale: float = 1.0, pv_scale: float = 1.0, with_network: bool = True):
+                 load_scale: float = 1.0, pv_scale: float = 1.0):
         self.step_s = step_s
         self.mode = mode
         compile_into(dss, source)
@@ -55,7 +55,7 @@ class FeederModel:
                          f"maxcontroliter={max_control_iter}")
         dss.Solution.DblHour(start_hour(start, mode) - step_s / 3600)
         self.node_ids = [n.lower() for n in dss.Circuit.AllNodeNames()]
-        self.network = NetworkModel(source) if with_network else None
+        self.network = NetworkModel(source)
         self._net_index: np.ndarray | None = None
         self._device_key: tuple | None = None
         self.catalog = Catalog.read(mode)
@@ -90,20 +90,18 @@ class FeederModel:
     def sync_network(self) -> bool:
         """Bring the network model up to the current taps and capacitor states.
 
-        Returns True when the network changed (the topology must be republished). Tap
-        positions and capacitor states are compared first: reading them is cheaper than
-        reading transformer taps, and most steps change nothing.
+        Returns True when the network changed (the topology must be republished); most
+        steps change nothing, and then nothing is rebuilt.
         """
-        key = (tuple(self._tap_numbers()), tuple(map(tuple, self.capacitor_states().values())))
+        ratios, caps = self.tap_ratios(), self.capacitor_states()
+        key = (tuple(ratios), tuple(map(tuple, caps.values())))
         if key == self._device_key:
             return False
         self._device_key = key
-        taps = dict(zip(self.catalog.reg_transformers, self.tap_ratios()))
-        changed = self.network.update(taps, self.capacitor_states())
-        if changed:
-            index = {n: i for i, n in enumerate(self.node_ids)}
-            self._net_index = np.array([index[n] for n in self.network.ids])
-        return changed
+        self.network.update(dict(zip(self.catalog.reg_transformers, ratios)), caps)
+        index = {n: i for i, n in enumerate(self.node_ids)}
+        self._net_index = np.array([index[n] for n in self.network.ids])
+        return True
 
     # -- state ----------------------------------------------------------------------------
 

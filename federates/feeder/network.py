@@ -47,7 +47,6 @@ class NetworkModel:
         self.slack_nodes = self._slack_nodes()
         self.ctx.Text.Command("Vsource.source.enabled=no")
         self.revision = -1
-        self._devices: tuple = ()
         self.ids: list[str] = []
         self.y = sp.csc_matrix((0, 0), dtype=complex)
 
@@ -66,12 +65,9 @@ class NetworkModel:
         bus = self.ctx.CktElement.BusNames()[0].split(".")[0].lower()
         return [n for n in self.base_v if n.split(".")[0] == bus]
 
-    def update(self, taps: dict[str, float], cap_states: dict[str, list[int]]) -> bool:
-        """Mirror regulator taps and capacitor states; rebuild Y if anything changed."""
-        devices = (tuple(sorted(taps.items())),
-                   tuple(sorted((k, tuple(v)) for k, v in cap_states.items())))
-        if devices == self._devices:
-            return False
+    def update(self, taps: dict[str, float], cap_states: dict[str, list[int]]) -> None:
+        """Mirror regulator taps (transformer -> winding-2 tap, p.u.) and capacitor states,
+        then rebuild the admittance matrix."""
         for transformer, tap in taps.items():
             self.ctx.Transformers.Name(transformer)
             self.ctx.Transformers.Wdg(2)
@@ -83,9 +79,7 @@ class NetworkModel:
         data, indices, indptr = self.ctx.YMatrix.getYsparse()
         self.ids = [n.lower() for n in self.ctx.Circuit.YNodeOrder()]
         self.y = sp.csc_matrix((data, indices, indptr), shape=(len(self.ids),) * 2)
-        self._devices = devices
         self.revision += 1
-        return True
 
     def injections(self, voltages: np.ndarray) -> np.ndarray:
         """Complex power injected into the network at each node (VA), for voltages in V.
