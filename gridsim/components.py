@@ -36,8 +36,9 @@ PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
 }
 """Parameter type names and the Python types a value of each may have (after YAML/JSON)."""
 
-class Parameter(BaseModel):
-    """One static input (parameter) of a federate."""
+class Port(BaseModel):
+    """What every port and parameter has: OEDI-SI's ``{"type", "port_id", "description",
+    "unit"}``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +46,11 @@ class Parameter(BaseModel):
     type: str = UNTYPED
     description: str = ""
     unit: str = ""
+
+
+class Parameter(Port):
+    """One static input (parameter) of a federate."""
+
     default: Any = None
     required: bool | None = None
     choices: list[Any] | None = None
@@ -67,15 +73,9 @@ class Parameter(BaseModel):
         return None
 
 
-class InputPort(BaseModel):
+class InputPort(Port):
     """A dynamic input: a port the federate subscribes to."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    port_id: str
-    type: str = UNTYPED
-    description: str = ""
-    unit: str = ""
     required: bool | None = None
     optional: bool | None = Field(None, description="OEDI-SI's spelling of required: false.")
     multiple: bool = Field(False, description="Accepts any number of links (e.g. a recorder).")
@@ -88,15 +88,8 @@ class InputPort(BaseModel):
         return not self.optional
 
 
-class OutputPort(BaseModel):
+class OutputPort(Port):
     """A dynamic output: a port the federate publishes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    port_id: str
-    type: str = UNTYPED
-    description: str = ""
-    unit: str = ""
 
 
 class Timing(BaseModel):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import gridsim
 
 from gridsim.components import (
     PARAMETER_TYPES,
@@ -27,16 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 OEDISI = REPO.parent / "shared" / "interop" / "oedisi-example"
 OEDISI_DEFINITIONS = sorted(OEDISI.glob("*/component_definition.json"))
 
-_CONSOLE_SCRIPT = Path(sys.executable).with_name("gridsim")
-
-
-def gridsim(*args: str) -> subprocess.CompletedProcess:
-    """Run the `gridsim` console script (or its entry point if not installed)."""
-    if _CONSOLE_SCRIPT.exists():
-        cmd = [str(_CONSOLE_SCRIPT)]
-    else:
-        cmd = [sys.executable, "-c", "from gridsim.cli.main import main; main()"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
 
 
 def needs_oedisi() -> None:

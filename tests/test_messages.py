@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import gridsim
 from pydantic import ValidationError
 
 from gridsim.messages import (
@@ -22,17 +20,6 @@ from gridsim.messages import (
     compatible,
     json_schema,
 )
-
-_CONSOLE_SCRIPT = Path(sys.executable).with_name("gridsim")
-
-
-def gridsim(*args: str) -> subprocess.CompletedProcess:
-    """Run the `gridsim` console script (or its entry point if not installed)."""
-    if _CONSOLE_SCRIPT.exists():
-        cmd = [str(_CONSOLE_SCRIPT)]
-    else:
-        cmd = [sys.executable, "-c", "from gridsim.cli.main import main; main()"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
 
 
 def _refs(node):

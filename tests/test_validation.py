@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import gridsim
 
 from gridsim.errors import InputError
 from gridsim.scenario import Link
@@ -24,16 +24,6 @@ from gridsim.wiring import load_federation
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
 
-_CONSOLE_SCRIPT = Path(sys.executable).with_name("gridsim")  # not resolved: the venv's bin
-
-
-def gridsim(*args: str) -> subprocess.CompletedProcess:
-    """Run the `gridsim` console script (or its entry point if not installed)."""
-    if _CONSOLE_SCRIPT.exists():
-        cmd = [str(_CONSOLE_SCRIPT)]
-    else:
-        cmd = [sys.executable, "-c", "from gridsim.cli.main import main; main()"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
 
 
 def assert_input_error(result: subprocess.CompletedProcess, path: Path,
