@@ -62,13 +62,16 @@ class MeasurementArray(Message):
     accuracy: list[float] | None = Field(
         None, description="One-sigma accuracy of each value, in `units`; None if exact."
     )
+    pseudo: list[bool] | None = Field(
+        None, description="True where a value is a pseudo-measurement (a forecast, not a "
+                          "meter reading); None if none is.")
 
     @model_validator(mode="after")
     def _aligned(self) -> MeasurementArray:
-        if len(self.values) != len(self.ids):
-            raise ValueError(f"{len(self.ids)} ids but {len(self.values)} values")
-        if self.accuracy is not None and len(self.accuracy) != len(self.ids):
-            raise ValueError(f"{len(self.ids)} ids but {len(self.accuracy)} accuracies")
+        for name in ("values", "accuracy", "pseudo"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.ids):
+                raise ValueError(f"{len(self.ids)} ids but {len(value)} {name}")
         return self
 
 
@@ -107,6 +110,23 @@ class AdmittanceSparse(BaseModel):
     units: Literal["S"] = "S"
 
 
+class BranchAdmittance(BaseModel):
+    """One line's primitive admittance, for branch-flow measurement functions.
+
+    ``yprim`` is OpenDSS's primitive matrix of the line, row-major, (2k) x (2k) for k
+    conductors per terminal: rows and columns are terminal 1's conductors (``from_nodes``)
+    then terminal 2's (``to_nodes``). A conductor on ground has node id ``""``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    from_nodes: list[str]
+    to_nodes: list[str]
+    yprim: list[tuple[float, float]]
+    units: Literal["S"] = "S"
+
+
 class Topology(Message):
     """The network: admittance of lines, transformers, regulators, capacitors and switches.
 
@@ -120,6 +140,11 @@ class Topology(Message):
     base_voltage_angles: VoltagesAngle = Field(description="No-load node angles, 'deg'.")
     slack_bus: list[str] = Field(description="Node ids of the substation (reference).")
     revision: int = Field(0, description="Increases by one each time the network changes.")
+    branches: list[BranchAdmittance] = Field(
+        [], description="Every line's primitive admittance (lines only, switches included).")
+    device_nodes: list[str] = Field(
+        [], description="Nodes where a load, PV system, storage or generator connects: "
+                        "every other non-slack node has zero injection.")
 
 
 class PVStates(DeviceArrays):
@@ -155,6 +180,32 @@ class CapacitorStates(DeviceArrays):
 
     states: list[list[int]]
     kvar: list[float] = Field(description="Rated kvar of each bank.")
+
+
+class BranchFlows(DeviceArrays):
+    """Power flowing into each line at its first terminal, per conductor.
+
+    Ids are ``"<line>:<from node>"``, e.g. ``"l115:149.1"``.
+    """
+
+    p_kw: list[float] = Field(description="Active power into the line, kW.")
+    q_kvar: list[float] = Field(description="Reactive power into the line, kvar.")
+
+
+class EstimatorDiagnostics(Message):
+    """How one state estimate went."""
+
+    algorithm: str
+    converged: bool
+    iterations: int
+    objective: float | None = Field(None, description="Weighted sum of squared residuals.")
+    chi2_threshold: float | None = Field(None, description="Bad-data test threshold (95%).")
+    degrees_of_freedom: int | None = None
+    measurements: int = Field(0, description="Measurements used (after removals).")
+    removed: list[str] = Field([], description="Measurements removed as bad data, as "
+                                               "'<port>:<id>'.")
+    unobservable_nodes: list[str] = Field([], description="Nodes not estimated.")
+    solve_time_s: float = Field(0.0, description="Wall-clock time of the estimate, s.")
 
 
 class PVSetpoints(DeviceArrays):
@@ -216,6 +267,8 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
         LoadStates,
         RegulatorStates,
         CapacitorStates,
+        BranchFlows,
+        EstimatorDiagnostics,
         PVSetpoints,
         LoadCaps,
         CapacitorCommands,

@@ -101,6 +101,8 @@ def _publish_devices(rt: FederateRuntime, model: FeederModel, t: float) -> None:
     if rt.wanted("regulator_states"):
         rt.publish("regulator_states",
                    m.RegulatorStates.model_construct(time_s=t, **model.regulator_states()))
+    if rt.wanted("branch_flows"):
+        rt.publish("branch_flows", m.BranchFlows.model_construct(time_s=t, **model.branch_flows()))
     if rt.wanted("capacitor_states"):
         states = model.capacitor_states()
         rt.publish("capacitor_states", m.CapacitorStates.model_construct(
@@ -126,6 +128,8 @@ def topology_message(model: FeederModel, t: float) -> m.Topology:
             ids=ids, values=[float(net.noload_angle_deg[n]) for n in ids], units="deg"),
         slack_bus=net.slack_nodes,
         revision=net.revision,
+        branches=[m.BranchAdmittance(**b) for b in net.branches],
+        device_nodes=net.device_nodes,
     )
 
 

@@ -151,6 +151,18 @@ class FeederModel:
                 "demand_kw": demand.tolist(),
                 "cap_kw": [self.capper.caps.get(n) for n in cat.loads]}
 
+    def branch_flows(self) -> dict[str, list]:
+        """Power into every line at its first terminal, per conductor (ids 'line:node')."""
+        p_kw, q_kvar = [], []
+        more = dss.Lines.First()
+        while more:
+            powers = dss.CktElement.Powers()
+            k = len(powers) // 4
+            p_kw.extend(powers[0:2 * k:2])
+            q_kvar.extend(powers[1:2 * k:2])
+            more = dss.Lines.Next()
+        return {"ids": self.catalog.branch_ids, "p_kw": p_kw, "q_kvar": q_kvar}
+
     def tap_ratios(self) -> list[float]:
         """Winding-2 tap (p.u.) of each regulated transformer, in regulator order."""
         ratios = []
@@ -226,6 +238,7 @@ class Catalog:
     regulators: list[str]
     reg_transformers: list[str]
     tap_ranges: list[tuple[float, float, int]]
+    branch_ids: list[str]
 
     @classmethod
     def read(cls, mode: str) -> Catalog:
@@ -253,8 +266,15 @@ class Catalog:
         for reg in regs:
             dss.RegControls.Name(reg)
             transformers.append(dss.RegControls.Transformer().lower())
+        branch_ids = []
+        more = dss.Lines.First()
+        while more:
+            line, bus = dss.Lines.Name().lower(), dss.CktElement.BusNames()[0].split(".")[0]
+            order = list(dss.CktElement.NodeOrder())
+            branch_ids += [f"{line}:{bus.lower()}.{n}" for n in order[:len(order) // 2]]
+            more = dss.Lines.Next()
         return cls(loads, buses, np.asarray(base), shape_names, shapes, pvs, pv_buses, regs,
-                   transformers, [commands.tap_range(t) for t in transformers])
+                   transformers, [commands.tap_range(t) for t in transformers], branch_ids)
 
     def multiplier(self, load: str, hour: float) -> float:
         """A load's shape multiplier at `hour` (1 without a shape)."""

@@ -34,6 +34,9 @@ class NetworkModel:
     def __init__(self, source: FeederSource):
         self.ctx = dss.NewContext()
         compile_into(self.ctx, source)
+        self.ctx.Solution.Solve()  # OpenDSS numbers the nodes of elements only once solved
+        self.device_nodes = self._device_nodes()
+        self.branches = self._line_branches()
         for cls in _PC_CLASSES:
             self.ctx.Circuit.SetActiveClass(cls)
             for name in self.ctx.ActiveClass.AllNames():
@@ -49,6 +52,38 @@ class NetworkModel:
         self.revision = -1
         self.ids: list[str] = []
         self.y = sp.csc_matrix((0, 0), dtype=complex)
+
+    def _terminal_nodes(self) -> list[list[str]]:
+        """Node id of each conductor of each terminal of the active element ("" = ground)."""
+        buses = [b.split(".")[0].lower() for b in self.ctx.CktElement.BusNames()]
+        order = list(self.ctx.CktElement.NodeOrder())
+        k = len(order) // len(buses)
+        return [[f"{bus}.{n}" if n else "" for n in order[t * k:(t + 1) * k]]
+                for t, bus in enumerate(buses)]
+
+    def _device_nodes(self) -> list[str]:
+        """Nodes where an enabled load, PV system, storage or generator connects."""
+        nodes: set[str] = set()
+        for cls in _PC_CLASSES:
+            self.ctx.Circuit.SetActiveClass(cls)
+            for name in self.ctx.ActiveClass.AllNames():
+                self.ctx.Circuit.SetActiveElement(f"{cls}.{name}")
+                if self.ctx.CktElement.Enabled():
+                    nodes.update(n for n in self._terminal_nodes()[0] if n)
+        return sorted(nodes)
+
+    def _line_branches(self) -> list[dict]:
+        """Every enabled line: name, node ids of both terminals, primitive admittance (S)."""
+        branches = []
+        more = self.ctx.Lines.First()
+        while more:
+            from_nodes, to_nodes = self._terminal_nodes()
+            yprim = np.asarray(self.ctx.CktElement.YPrim())
+            branches.append({"name": self.ctx.Lines.Name().lower(), "from_nodes": from_nodes,
+                             "to_nodes": to_nodes,
+                             "yprim": list(zip(yprim[0::2].tolist(), yprim[1::2].tolist()))})
+            more = self.ctx.Lines.Next()
+        return branches
 
     def _node_bases(self, names: list[str]) -> dict[str, float]:
         """Line-to-neutral base voltage of every node, V."""
