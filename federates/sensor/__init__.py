@@ -1,0 +1,1 @@
+"""The sensor federate: meters, noise, dropouts, bad data and pseudo-measurements."""
