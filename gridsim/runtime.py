@@ -64,6 +64,8 @@ class FederateRuntime:
         fd = os.environ.get(STATUS_FD_ENV)
         self._status = os.fdopen(int(fd), "w", buffering=1) if fd else None
         self.time_s = 0.0
+        self.timing: dict[str, float | list[float]] = {}
+        """Wall-clock figures the federate adds to timing.json (never to summary.json)."""
         self.stepping: tuple[float, float] | None = None
         """perf_counter() when stepping began and when the last step finished."""
 
@@ -230,7 +232,8 @@ def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) 
         t_ready = time.perf_counter()
         part = run(rt)
         rt.close()
-        timing = {"startup_s": t_ready - t0, "run_s": time.perf_counter() - t_ready}
+        timing = {"startup_s": t_ready - t0, "run_s": time.perf_counter() - t_ready,
+                  **rt.timing}
         if rt.stepping:
             timing["stepping_s"] = rt.stepping[1] - rt.stepping[0]
         write_summary(run_dir, args.name, part, timing)

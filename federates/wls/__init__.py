@@ -1,0 +1,1 @@
+"""The `wls` estimator federate: network model, measurement functions, estimator, loop."""
