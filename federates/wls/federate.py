@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from gridsim.federates.wls.estimator import Settings, WLSEstimator
+from gridsim.federates.wls.network import MeasurementBuilder, Network, P, Q
 
 from gridsim import messages as m
-from gridsim.federates.wls.estimator import Settings, WLSEstimator
-from gridsim.federates.wls.network import P, Q, MeasurementBuilder, Network
 from gridsim.runtime import FederateRuntime
 from gridsim.scoring import Score, phasors
 
