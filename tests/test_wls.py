@@ -1,0 +1,223 @@
+"""The WLS estimator's math on small networks where the answer is known exactly.
+
+No broker, no OpenDSS: each test draws a network (three-phase lines from impedance
+matrices), picks the true state, computes exact measurements from it, and checks that the
+estimator gives the state back. The network of most tests::
+
+    s (slack) ── l1 ── a ── l2 ── b (load)
+                       └─── l3 ── c (load) ══ sw ══ d (load)
+
+``a`` has no device (zero injection); ``sw`` is a switch-like line (1e-6 ohm).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridsim import messages as m
+from gridsim.federates.wls.estimator import Settings, WLSEstimator
+from gridsim.federates.wls.network import P, Q, MeasurementBuilder, Network
+
+BASE_V = 2401.8
+PHASES = (1, 2, 3)
+Z_LINE = np.array([[0.35 + 1.02j, 0.16 + 0.50j, 0.16 + 0.42j],
+                   [0.16 + 0.50j, 0.34 + 1.05j, 0.15 + 0.38j],
+                   [0.16 + 0.42j, 0.15 + 0.38j, 0.34 + 1.03j]])  # ohm, one line section
+LINES = {"l1": ("s", "a", 1.0), "l2": ("a", "b", 0.8), "l3": ("a", "c", 1.2),
+         "sw": ("c", "d", 1e-6)}
+DEVICES = ("b", "c", "d")
+
+
+def nodes(bus: str) -> list[str]:
+    return [f"{bus}.{p}" for p in PHASES]
+
+
+def topology(lines=LINES, devices=DEVICES) -> tuple[m.Topology, np.ndarray]:
+    """A Topology message for `lines` (name -> (from bus, to bus, length)) and its Y (S)."""
+    buses = ["s"] + sorted({b for f, t, _ in lines.values() for b in (f, t)} - {"s"})
+    ids = [n for bus in buses for n in nodes(bus)]
+    index = {n: i for i, n in enumerate(ids)}
+    y = np.zeros((len(ids), len(ids)), dtype=complex)
+    branches = []
+    for name, (f, t, length) in lines.items():
+        z = Z_LINE * length if length >= 1e-3 else np.eye(3) * length
+        ys = np.linalg.inv(z)
+        yprim = np.block([[ys, -ys], [-ys, ys]])
+        idx = [index[n] for n in nodes(f) + nodes(t)]
+        y[np.ix_(idx, idx)] += yprim
+        branches.append(m.BranchAdmittance(
+            name=name, from_nodes=nodes(f), to_nodes=nodes(t),
+            yprim=[(v.real, v.imag) for v in yprim.ravel()]))
+    rows, cols = np.nonzero(y)
+    angles = [0.0, -120.0, 120.0] * len(buses)
+    msg = m.Topology(
+        ids=ids,
+        admittance=m.AdmittanceSparse(
+            from_equipment=[ids[i] for i in rows], to_equipment=[ids[j] for j in cols],
+            admittance_list=[(y[i, j].real, y[i, j].imag) for i, j in zip(rows, cols)]),
+        base_voltage_magnitudes=m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
+                                                    units="V"),
+        base_voltage_angles=m.VoltagesAngle(ids=ids, values=angles, units="deg"),
+        slack_bus=nodes("s"), branches=branches,
+        device_nodes=[n for bus in devices for n in nodes(bus)])
+    return msg, y
+
+
+def true_state(msg: m.Topology, y: np.ndarray, seed: int = 0,
+               lines=LINES) -> np.ndarray:
+    """Node voltages (V): slack at 1.02 p.u. and its angles, devices drawn near 0.97 p.u.
+    (both ends of a switch equal), zero-injection nodes solved so that their current is
+    exactly zero."""
+    rng = np.random.default_rng(seed)
+    ids = msg.ids
+    n = len(ids)
+    theta = np.radians(msg.base_voltage_angles.values)
+    v = BASE_V * (0.97 + 0.02 * rng.standard_normal(n)) * np.exp(
+        1j * (theta + 0.01 * rng.standard_normal(n)))
+    slack = [ids.index(s) for s in msg.slack_bus]
+    v[slack] = 1.02 * BASE_V * np.exp(1j * theta[slack])
+    for f, t, length in lines.values():
+        if length < 1e-3 and f"{t}.1" in ids:
+            v[[ids.index(n) for n in nodes(t)]] = v[[ids.index(n) for n in nodes(f)]]
+    zero = [i for i, node in enumerate(ids) if node not in msg.device_nodes and i not in slack]
+    rest = [i for i in range(n) if i not in zero]
+    v[zero] = -np.linalg.solve(y[np.ix_(zero, zero)], y[np.ix_(zero, rest)] @ v[rest])
+    return v
+
+
+def exact_measurements(net: Network, msg: m.Topology, y: np.ndarray, v: np.ndarray, *,
+                       vmag_nodes=None, flows=(), pmu_nodes=(), sigma=1e-3):
+    """Measurements computed from the true state `v` (V), without noise."""
+    s_kva = v * np.conj(y @ v) / 1000.0
+    ids = msg.ids
+    b = MeasurementBuilder(net)
+    vm_nodes = ids if vmag_nodes is None else vmag_nodes
+    b.voltages("v", vm_nodes, [abs(v[ids.index(n)]) / BASE_V for n in vm_nodes],
+               [sigma] * len(vm_nodes))
+    devices = list(msg.device_nodes)
+    b.injections("p", P, devices, [s_kva[ids.index(n)].real for n in devices],
+                 [sigma * 100] * len(devices), None)
+    b.injections("q", Q, devices, [s_kva[ids.index(n)].imag for n in devices],
+                 [sigma * 100] * len(devices), None)
+    for line in flows:
+        branch = next(br for br in msg.branches if br.name == line)
+        yprim = np.array([complex(*c) for c in branch.yprim]).reshape(6, 6)
+        vb = np.array([v[ids.index(n)] for n in branch.from_nodes + branch.to_nodes])
+        flow = vb[:3] * np.conj(yprim[:3] @ vb) / 1000.0
+        labels = [f"{line}:{n}" for n in branch.from_nodes]
+        b.flows("fp", P, labels, flow.real, [sigma * 100] * 3)
+        b.flows("fq", Q, labels, flow.imag, [sigma * 100] * 3)
+    b.angles("a", list(pmu_nodes), [np.degrees(np.angle(v[ids.index(n)])) for n in pmu_nodes],
+             [1e-3] * len(pmu_nodes))
+    return b.build()
+
+
+def estimate(msg, settings=None, seed=0, **kwargs):
+    msg_top, y = msg
+    net = Network.from_topology(msg_top)
+    v = true_state(msg_top, y, seed)
+    ms = exact_measurements(net, msg_top, y, v, **kwargs)
+    est = WLSEstimator(net, settings or Settings(tolerance=1e-12))
+    return net, v, est.estimate(ms)
+
+
+def test_noise_free_measurements_give_the_true_state():
+    """All |V|, every device injection, zero injection at a: the state to 1e-8 p.u."""
+    net, v, result = estimate(topology())
+    assert result.converged
+    error = np.abs(net.node_voltages(result.v) - v / BASE_V)
+    assert error.max() < 1e-8
+    assert result.removed == [] and len(result.unobservable) == 0
+
+
+def test_switch_ends_share_one_state():
+    """c and d, joined by the switch, are one state; their voltages come out equal."""
+    net, v, result = estimate(topology())
+    c, d = net.index["c.1"], net.index["d.1"]
+    assert net.state_of[c] == net.state_of[d]
+    assert net.n == len(net.ids) - 3
+    assert np.abs(net.node_voltages(result.v) - v / BASE_V).max() < 1e-8
+
+
+def test_without_switch_merging_it_still_solves_the_unswitched_network():
+    """A network without switch-like lines keeps one state per node."""
+    lines = {k: val for k, val in LINES.items() if k != "sw"}
+    net, v, result = estimate(topology(lines, ("b", "c")))
+    assert net.n == len(net.ids)
+    assert np.abs(net.node_voltages(result.v) - v / BASE_V).max() < 1e-8
+
+
+def test_few_voltage_meters_with_flows_and_pmu():
+    """Only the slack's |V|, the head line's flows, and one PMU: still exact."""
+    net, v, result = estimate(topology(), vmag_nodes=nodes("s"), flows=("l1",),
+                              pmu_nodes=("b.1",))
+    assert result.converged
+    assert np.abs(net.node_voltages(result.v) - v / BASE_V).max() < 1e-8
+
+
+def test_unobservable_nodes_are_reported_not_filled():
+    """A second lateral from the slack to bus e, with a load and no meter or pseudo-
+    measurement: only the (unmeasured) slack injection involves e's voltages, so nothing
+    but the prior decides them. They are reported unobservable; the rest is still exact."""
+    lines = {**LINES, "l4": ("s", "e", 0.5)}
+    msg, y = topology(lines, (*DEVICES, "e"))
+    net = Network.from_topology(msg)
+    v = true_state(msg, y, lines=lines)
+    ms = exact_measurements(net, msg, y, v, vmag_nodes=[n for n in msg.ids if n[0] != "e"])
+    measured_e = {i for i, label in enumerate(ms.label) if label.startswith(("p:e", "q:e"))}
+    result = WLSEstimator(net).estimate(ms.without(measured_e))
+    assert sorted(net.nodes_of(result.unobservable)) == nodes("e")
+    observable = [i for i, n in enumerate(net.ids) if n[0] != "e"]
+    assert np.abs(net.node_voltages(result.v)[observable] - v[observable] / BASE_V).max() < 1e-8
+
+
+def test_gross_error_is_removed_and_named():
+    """Noisy measurements plus one meter off by 20 sigma: that meter, and only it, goes."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    v = true_state(msg, y, seed=3)
+    ms = exact_measurements(net, msg, y, v, sigma=1e-3)
+    rng = np.random.default_rng(7)
+    ms.value += ms.sigma * rng.standard_normal(len(ms))
+    bad = ms.label.index("v:c.2")
+    ms.value[bad] += 20 * ms.sigma[bad]
+    result = WLSEstimator(net).estimate(ms)
+    assert result.removed == ["v:c.2"]
+    assert result.objective <= result.chi2_threshold
+
+
+def test_clean_noisy_measurements_remove_nothing():
+    """The same noise without the gross error: the chi-square test passes, nothing goes."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    v = true_state(msg, y, seed=3)
+    ms = exact_measurements(net, msg, y, v, sigma=1e-3)
+    ms.value += ms.sigma * np.random.default_rng(7).standard_normal(len(ms))
+    result = WLSEstimator(net).estimate(ms)
+    assert result.removed == []
+    assert result.objective <= result.chi2_threshold
+
+
+def test_warm_start_converges_faster_than_flat_start():
+    """From the previous estimate a nearby state needs fewer iterations."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    est = WLSEstimator(net, Settings(tolerance=1e-12))
+    first = est.estimate(exact_measurements(net, msg, y, true_state(msg, y, seed=1)))
+    v2 = true_state(msg, y, seed=1) * (1 + 1e-4)
+    v2[[msg.ids.index(s) for s in msg.slack_bus]] /= (1 + 1e-4)
+    second = est.estimate(exact_measurements(net, msg, y, v2))
+    assert second.iterations < first.iterations
+
+
+@pytest.mark.parametrize("kind", ["p", "q"])
+def test_injection_sigma_in_quadrature_for_merged_nodes(kind):
+    """Merged c and d: one injection measurement with the summed value and sigma."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    ms = exact_measurements(net, msg, y, true_state(msg, y))
+    label = next(lb for lb in ms.label if lb.startswith(f"{kind}:c.1"))
+    assert f"{kind}:d.1" in label
+    i = ms.label.index(label)
+    assert ms.sigma[i] == pytest.approx(np.sqrt(2) * 0.1 / net.s_base_kva)
