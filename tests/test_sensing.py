@@ -158,9 +158,9 @@ def test_dropout_rate_and_kept_readings_unchanged():
     full = run(sensor(3, **params), 20)
     dropped = sensor(3, dropout_probability=0.2, **params)
     partial = run(dropped, 20)
-    total = sum(len(o["v"].ids) + len(o["p"].ids) for o in full)
-    kept = sum(len(o["v"].ids) + len(o["p"].ids) for o in partial)
-    assert total == 20 * (2 * NON_SLACK + len(SLACK))
+    total = sum(len(o[q].ids) for o in full for q in ("v", "p", "q"))
+    kept = sum(len(o[q].ids) for o in partial for q in ("v", "p", "q"))
+    assert total == 20 * (2 * NON_SLACK + 3 * len(SLACK))  # substation: |V|, P and Q
     assert 1 - kept / total == pytest.approx(0.2, abs=0.03)
     assert dropped.summary()["dropped_readings"] == total - kept
     for a, b in zip(full, partial):  # same draws: a dropout removes a reading, nothing else
@@ -249,12 +249,15 @@ def test_pseudo_skips_metered_slack_and_counts_unmapped_nodes():
     assert p_pseudo == {*DEVICE_NODES, "b30.3"}
     assert q_pseudo == p_pseudo - {"b1.1"}
     assert s.summary()["unmapped_device_nodes"] == 1  # b30.3: no load, no PV
-    assert "sub.1" not in out["p"].ids
+    assert "sub.1" not in p_pseudo  # the substation has a meter (SCADA), never a pseudo
+    assert "sub.1" in out["p"].ids
 
 
 def test_no_pseudo_when_off():
+    """Without pseudo-measurements only the substation's P and Q meters remain."""
     out = sensor(pseudo_loads=False).measure(0, truth())
-    assert out["p"].ids == [] and out["q"].ids == []
+    assert out["p"].ids == out["q"].ids == sorted(SLACK)
+    assert not any(out["p"].pseudo) and not any(out["q"].pseudo)
 
 
 # -- buses -----------------------------------------------------------------------------------

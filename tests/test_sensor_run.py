@@ -157,13 +157,14 @@ def test_summary_holds_the_sensor_part(run_dir, topology):
     part = summary["federates"]["sensor"]
     n_metered = round(FRACTION * len(set(topology["ids"]) - set(topology["slack_bus"])))
     assert part["metered_nodes"] == n_metered
-    assert part["meters"] == {"v": n_metered + len(topology["slack_bus"]), "angle": 0,
-                              "p": 0, "q": 0, "p_flow": 0, "q_flow": 0}
+    n_slack = len(topology["slack_bus"])
+    assert part["meters"] == {"v": n_metered + n_slack, "angle": 0,
+                              "p": n_slack, "q": n_slack, "p_flow": 0, "q_flow": 0}
     n_devices = len(set(topology["device_nodes"]) - set(topology["slack_bus"]))
     assert part["pseudo"] == {"p": n_devices, "q": n_devices}
     assert part["bad_data_injected"] == 0
     assert part["steps"] == N_STEPS
-    assert part["readings"] == N_STEPS * part["meters"]["v"]
+    assert part["readings"] == N_STEPS * sum(part["meters"].values())
 
 
 def test_two_runs_give_identical_summaries(sensing_runs):
@@ -260,6 +261,7 @@ def test_full_run_summary(full_run):
     n_metered = round(0.1 * len(set(topology["ids"]) - set(topology["slack_bus"])))
     assert part["metered_nodes"] == n_metered
     assert part["meters"]["angle"] == 2 and part["meters"]["p_flow"] == 2
-    assert part["meters"]["p"] == part["meters"]["q"] == n_metered
+    n_slack = len(topology["slack_bus"])
+    assert part["meters"]["p"] == part["meters"]["q"] == n_metered + n_slack
     assert part["bad_data_injected"] == 2  # 48.1 |V| at step 1, l115 P flow at step 0
     assert recorded["sensor/voltages_angle"][0]["ids"] == ["48.1", "76.2"]

@@ -10,8 +10,8 @@ quantity   measured at                 units   one-sigma accuracy
 =========  ==========================  ======  ============================================
 ``v``      metered, slack, PMU nodes   pu      ``sigma_v_pu``
 ``angle``  PMU nodes                   deg     ``sigma_angle_deg``
-``p``      metered nodes (injection)   kW      ``sigma_pq_pct`` of abs(truth), floored
-``q``      metered nodes (injection)   kvar    ``sigma_pq_pct`` of abs(truth), floored
+``p``      metered and slack nodes     kW      ``sigma_pq_pct`` of abs(truth), floored
+``q``      metered and slack nodes     kvar    ``sigma_pq_pct`` of abs(truth), floored
 ``p_flow`` metered branches            kW      ``sigma_flow_pct`` of abs(truth), floored
 ``q_flow`` metered branches            kvar    ``sigma_flow_pct`` of abs(truth), floored
 =========  ==========================  ======  ============================================
@@ -198,13 +198,16 @@ def plan_meters(config: SensorConfig, node_ids: Sequence[str], slack_nodes: Sequ
         count = round(config.metered_fraction * len(candidates))
         chosen = rng.choice(len(candidates), size=count, replace=False)
         metered = sorted(candidates[i] for i in chosen)
+    substation = slack if config.substation_meter else set()
     v_nodes = set(metered) if "v" in config.quantities else set()
-    v_nodes |= set(config.pmu_nodes) | (slack if config.substation_meter else set())
+    v_nodes |= set(config.pmu_nodes) | substation
+    power = {q: (set(metered) if q in config.quantities else set()) | substation
+             for q in ("p", "q")}
     readings = {
         "v": tuple(sorted(v_nodes)),
         "angle": tuple(sorted(set(config.pmu_nodes))),
-        "p": tuple(metered) if "p" in config.quantities else (),
-        "q": tuple(metered) if "q" in config.quantities else (),
+        "p": tuple(sorted(power["p"])),
+        "q": tuple(sorted(power["q"])),
         "p_flow": tuple(sorted(set(config.metered_branches))),
         "q_flow": tuple(sorted(set(config.metered_branches))),
     }
