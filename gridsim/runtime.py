@@ -36,6 +36,10 @@ log = logging.getLogger("gridsim.federate")
 STATUS_FD_ENV = "GRIDSIM_STATUS_FD"
 """Environment variable naming a file descriptor the supervisor reads progress lines from."""
 
+FAILURE_SUFFIX = ".failed.json"
+"""A failing federate writes ``parts/NAME.failed.json`` (time, error) before stopping the
+federation, so that the supervisor can tell the first failure from its consequences."""
+
 
 class FederateRuntime:
     """One federate's connection to the federation, with typed ports."""
@@ -53,7 +57,7 @@ class FederateRuntime:
         self.seed: int = config["seed"]
         self.feeder = FeederSource.from_json(config["feeder"])
         self.run_dir = Path(config["run_dir"])
-        self.fed = h.helicsCreateCombinationFederateFromConfig(json.dumps(config["helics"]))
+        self.fed = _create_federate(config["helics"])
         self._pubs = {port: self.fed.get_publication_by_name(o["topic"])
                       for port, o in config["outputs"].items()}
         self._subs = {port: [(t, h.helicsFederateGetSubscription(self.fed, t))
@@ -160,6 +164,25 @@ class FederateRuntime:
             pass
 
 
+def _create_federate(helics_config: dict, attempts: int = 3) -> h.HelicsFederate:
+    """Create the federate; retry when its core could not bind a port.
+
+    Seen in about 1 run in 10 when many federations start back to back on one machine:
+    "Unable to bind zmq pull socket", then "unable to register federate". Nothing is
+    registered with the broker yet, so trying again is safe.
+    """
+    for attempt in range(attempts):
+        try:
+            return h.helicsCreateCombinationFederateFromConfig(json.dumps(helics_config))
+        except h.HelicsException as exc:
+            message = str(exc).lower()
+            if not ("bind" in message or "register" in message) or attempt == attempts - 1:
+                raise
+            log.warning("federate creation failed (%s); retrying", exc)
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 _GET_STRING = loadSym("helicsInputGetString")
 
 
@@ -240,6 +263,10 @@ def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) 
         return 0
     except Exception as exc:  # noqa: BLE001 -- any failure must stop the federation
         traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        record = {"time": time.time(), "error": error.splitlines()[0][:300]}
+        (run_dir / "parts").mkdir(exist_ok=True)
+        (run_dir / "parts" / f"{args.name}{FAILURE_SUFFIX}").write_text(json.dumps(record))
         if rt is not None:
-            rt.fail(f"{type(exc).__name__}: {exc}")
+            rt.fail(error)
         return 1

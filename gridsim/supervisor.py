@@ -28,7 +28,7 @@ from pathlib import Path
 
 from gridsim import __version__
 from gridsim.build import RunSettings, launch_command, write_build
-from gridsim.runtime import STATUS_FD_ENV
+from gridsim.runtime import FAILURE_SUFFIX, STATUS_FD_ENV
 from gridsim.wiring import Federation
 
 SUMMARY_SCHEMA = 1
@@ -175,10 +175,10 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
             startup_s = time.perf_counter() - t0
         if progress is not None:
             progress(min((c.sim_time for c in periodic), default=0.0), duration_s)
-        for child in federates:
-            code = child.proc.poll()
-            if code not in (None, 0):
-                return _failure(child, run_dir, f"exited with code {code}", startup_s)
+        failed = [c for c in federates if c.proc.poll() not in (None, 0)]
+        if failed:
+            culprit, reason = _culprit(federates, failed[0], run_dir)
+            return _failure(culprit, run_dir, reason, startup_s)
         if broker.proc.poll() not in (None, 0) and any(c.proc.poll() is None for c in federates):
             return _failure(broker, run_dir, f"broker exited with code {broker.proc.poll()}",
                             startup_s)
@@ -207,6 +207,31 @@ def _read_status(child: _Child, buffers: dict[int, bytes], selector) -> None:
     *lines, buffers[fd] = buf.split(b"\n")
     if lines:
         child.sim_time = float(lines[-1])
+
+
+def _culprit(federates: list[_Child], first: _Child, run_dir: Path) -> tuple[_Child, str]:
+    """Which federate made the federation fail, and why.
+
+    One failing federate takes the others down with it (HELICS global error), and they may
+    exit in any order. A federate killed by a signal came from outside: it is the one.
+    Otherwise the earliest failure record (`gridsim.runtime.FAILURE_SUFFIX`, written before
+    the error is spread) names it; without records, the first seen to exit.
+    """
+    for child in federates:
+        if (child.proc.returncode or 0) < 0:
+            return child, f"exited with code {child.proc.returncode} (killed by a signal)"
+    records = []
+    for child in federates:
+        path = run_dir / "parts" / f"{child.name}{FAILURE_SUFFIX}"
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        records.append((record["time"], child.name, child, record["error"]))
+    if records:
+        _, _, child, error = min(records)
+        return child, f"{error} (exit code {child.proc.poll()})"
+    return first, f"exited with code {first.proc.returncode}"
 
 
 def _failure(child: _Child, run_dir: Path, reason: str, startup_s) -> RunResult:
