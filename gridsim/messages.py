@@ -165,6 +165,8 @@ class LoadStates(DeviceArrays):
     q_kvar: list[float] = Field(description="Reactive consumption, kvar.")
     demand_kw: list[float] = Field(description="What the load would draw uncapped, kW.")
     cap_kw: list[float | None] = Field(description="Active cap in kW, None if uncapped.")
+    delta: list[bool] | None = Field(None, description="True for a load connected line to "
+                                                       "line (delta); None if not known.")
 
 
 class RegulatorStates(DeviceArrays):

@@ -149,7 +149,8 @@ class FeederModel:
         demand = cat.demand_kw(dss.Solution.DblHour()) * dss.Solution.LoadMult()
         return {"ids": cat.loads, "bus": cat.load_buses, "p_kw": p_kw, "q_kvar": q_kvar,
                 "demand_kw": demand.tolist(),
-                "cap_kw": [self.capper.caps.get(n) for n in cat.loads]}
+                "cap_kw": [self.capper.caps.get(n) for n in cat.loads],
+                "delta": cat.load_delta}
 
     def branch_flows(self) -> dict[str, list]:
         """Power into every line at its first terminal, per conductor (ids 'line:node')."""
@@ -232,6 +233,7 @@ class Catalog:
     load_buses: list[str]
     load_base_kw: np.ndarray
     load_shapes: list[str]
+    load_delta: list[bool]
     shapes: dict[str, tuple[float, np.ndarray]]
     pvs: list[str]
     pv_buses: list[str]
@@ -243,10 +245,11 @@ class Catalog:
     @classmethod
     def read(cls, mode: str) -> Catalog:
         """Read the compiled circuit's elements (in OpenDSS's own iteration order)."""
-        loads, buses, base, shape_names = [], [], [], []
+        loads, buses, base, shape_names, delta = [], [], [], [], []
         more = dss.Loads.First()
         while more:
             loads.append(dss.Loads.Name())
+            delta.append(bool(dss.Loads.IsDelta()))
             buses.append(dss.CktElement.BusNames()[0].lower())
             base.append(dss.Loads.kW())
             shape_names.append((dss.Loads.Yearly() if mode == "yearly" else dss.Loads.Daily())
@@ -273,7 +276,7 @@ class Catalog:
             order = list(dss.CktElement.NodeOrder())
             branch_ids += [f"{line}:{bus.lower()}.{n}" for n in order[:len(order) // 2]]
             more = dss.Lines.Next()
-        return cls(loads, buses, np.asarray(base), shape_names, shapes, pvs, pv_buses, regs,
+        return cls(loads, buses, np.asarray(base), shape_names, delta, shapes, pvs, pv_buses, regs,
                    transformers, [commands.tap_range(t) for t in transformers], branch_ids)
 
     def multiplier(self, load: str, hour: float) -> float:

@@ -88,7 +88,8 @@ def start_sensor(config: SensorConfig, rng: np.random.Generator,
     topology: m.Topology = latest["topology"]
     flows = latest.get("branch_flows")
     sensor = Sensor(config, rng, topology.ids, topology.slack_bus, topology.device_nodes,
-                    flows.ids if flows else ())
+                    flows.ids if flows else (),
+                    dict(zip(topology.ids, topology.base_voltage_angles.values)))
     summary = sensor.summary()
     log.info("meters %s on %d nodes; pseudo-measurements %s", summary["meters"],
              summary["metered_nodes"], summary["pseudo"])
@@ -107,8 +108,9 @@ def truth_of(latest: dict[str, BaseModel]) -> Truth:
     pvs: m.PVStates | None = latest.get("pv_states")
     return Truth(
         values,
-        loads=[DeviceState(*row) for row in zip(loads.ids, loads.bus, loads.p_kw,
-                                                loads.q_kvar, loads.demand_kw)],
+        loads=[DeviceState(*row) for row in zip(
+            loads.ids, loads.bus, loads.p_kw, loads.q_kvar, loads.demand_kw,
+            loads.delta or [False] * len(loads.ids))],
         pvs=[DeviceState(*row) for row in zip(pvs.ids, pvs.bus, pvs.p_kw, pvs.q_kvar)]
         if pvs else [])
 

@@ -29,10 +29,8 @@ Pseudo-measurements (``pseudo_loads``) cover every non-slack device node without
 that quantity (P and Q separately): the node's expected injection is its PV part minus its
 load part (sign: positive into the network). See `pseudo_injections` for the split rules.
 Dropouts and bad data apply to meter readings only; pseudo-measurements are forecasts and PV
-telemetry, always present. Known limitation: a delta load's power is split equally between
-its two nodes, while physically the shares are rotated by -30 and +30 degrees (LoadStates does
-not say whether a two-node load is delta or two-phase wye); on IEEE 123 this puts the Q
-pseudo-measurements of load s35a (35.1.2) up to about 6 sigma off.
+telemetry, always present. A two-node delta load's power is split with the -30/+30 degree
+rotation a line-to-line connection gives (see `pseudo_injections`).
 
 One module rather than several of 100-300 lines: configuration, meter plan, noise and pseudo-
 measurements are the sensor's one model and are used together; `Sensor` at the end ties them.
@@ -246,10 +244,13 @@ def noisy(truth: np.ndarray, sigma: np.ndarray, dropout_probability: float,
 
 
 class NodeIndex:
-    """Node ids of a topology by bus, to map device buses to nodes."""
+    """Node ids of a topology by bus, to map device buses to nodes, and their no-load
+    angles (degrees), to split delta loads."""
 
-    def __init__(self, node_ids: Iterable[str]):
+    def __init__(self, node_ids: Iterable[str], angles_deg: Mapping[str, float] | None = None):
+        node_ids = list(node_ids)
         self.ids = set(node_ids)
+        self.angles = dict(angles_deg or {})
         self.by_bus: dict[str, list[str]] = {}
         for node in node_ids:
             self.by_bus.setdefault(node.split(".")[0], []).append(node)
@@ -282,6 +283,8 @@ class DeviceState:
     q_kvar: float
     demand_kw: float = 0.0
     """Loads: the profile's expected consumption, kW (unused for PV)."""
+    delta: bool = False
+    """Connected line to line: a two-node delta load's power is not shared equally."""
 
 
 @dataclass(frozen=True)
@@ -308,17 +311,22 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
     its true ``p_kw``, ``q_kvar`` with sigma ``pv_sigma_pct`` percent of each.
 
     Split over a device's n nodes: each node gets value / n and sigma / n, i.e. the shares
-    are fully correlated and add back up to the device's value and sigma. At a node, the
-    devices' shares add (PV positive, loads negative) and their variances add (independent
-    devices): ``sigma = max(sqrt(sum of (sigma / n)^2), floor)``.
+    are fully correlated and add back up to the device's value and sigma. A delta load
+    between two nodes a, b draws the current S / (V_a - V_b) from a and returns it at b, so
+    at nominal voltages (the no-load angles) a's share is ``S V_a / (V_a - V_b)`` and b's
+    ``-S V_b / (V_a - V_b)``: half of S each, rotated by -30 and +30 degrees; the sigmas follow
+    the same factors. At a node, the devices' shares add (PV positive, loads negative) and
+    their variances add (independent devices): ``sigma = max(sqrt(sum of squares), floor)``.
     """
     acc: dict[str, np.ndarray] = {}
 
     def add(device: DeviceState, p: float, sp: float, q: float, sq: float) -> None:
         nodes = index.nodes_of(device.bus)
-        n = len(nodes)
-        share = np.array([p / n, (sp / n) ** 2, q / n, (sq / n) ** 2])
-        for node in nodes:
+        for node, factor in zip(nodes, _share_factors(device, nodes, index)):
+            s_share, err = factor * complex(p, q), factor * complex(sp, sq)
+            share = np.array([s_share.real, err.real ** 2, s_share.imag, err.imag ** 2])
+            if factor.imag == 0:
+                share[[1, 3]] = [(sp * factor.real) ** 2, (sq * factor.real) ** 2]
             acc[node] = acc.get(node, np.zeros(4)) + share
 
     for load, e_load in zip(loads, e):
@@ -332,6 +340,14 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
     return {node: NodePseudo(float(a[0]), max(math.sqrt(a[1]), floor),
                              float(a[2]), max(math.sqrt(a[3]), floor))
             for node, a in acc.items()}
+
+
+def _share_factors(device: DeviceState, nodes: list[str], index: NodeIndex) -> list[complex]:
+    """The complex factor of the device's power each of its nodes takes."""
+    if device.delta and len(nodes) == 2 and all(n in index.angles for n in nodes):
+        va, vb = (np.exp(1j * np.radians(index.angles[n])) for n in nodes)
+        return [complex(va / (va - vb)), complex(-vb / (va - vb))]
+    return [complex(1.0 / len(nodes))] * len(nodes)
 
 
 @dataclass
@@ -375,11 +391,11 @@ class Sensor:
 
     def __init__(self, config: SensorConfig, rng: np.random.Generator, node_ids: Sequence[str],
                  slack_nodes: Sequence[str], device_nodes: Sequence[str],
-                 branch_ids: Sequence[str] = ()):
+                 branch_ids: Sequence[str] = (), angles_deg: Mapping[str, float] | None = None):
         self.config = config
         self.rng = rng
         self.plan = plan_meters(config, node_ids, slack_nodes, branch_ids, rng)
-        self.index = NodeIndex(node_ids)
+        self.index = NodeIndex(node_ids, angles_deg)
         devices = (sorted(set(device_nodes) - set(slack_nodes) - {""})
                    if config.pseudo_loads else [])
         self.pseudo_nodes = {q: [n for n in devices if n not in set(self.plan.readings[q])]
