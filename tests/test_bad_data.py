@@ -15,85 +15,53 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gridsim.federates.feeder import federate as feeder_loop
 from gridsim.federates.feeder.model import FeederModel
-from gridsim.federates.sensor.federate import OUTPUTS, message_of, start_sensor, truth_of
 from gridsim.federates.sensor.sensing import SensorConfig
-from gridsim.federates.wls.estimator import Settings, WLSEstimator
-from gridsim.federates.wls.federate import _measurements
-from gridsim.federates.wls.network import Network
 from gridsim.feeders import resolve
 
-from gridsim import messages as m
+from gridsim.offline import EstimatorChain, SensorChain, feeder_step
 
 TRIALS = 20
 OFFSET_PU = 0.05
-
-
-class _Capture:
-    """Stands in for the HELICS runtime of the feeder loop: keeps what it publishes."""
-
-    def __init__(self):
-        self.messages: dict[str, m.Message] = {}
-
-    def wanted(self, port: str) -> bool:
-        return True
-
-    def publish(self, port: str, message) -> None:
-        self.messages[port] = message
+SENSOR = {"metered_fraction": 0.37, "sigma_v_pu": 0.005, "pseudo_rel_error": 0.3}
 
 
 @pytest.fixture(scope="module")
-def feeder_messages() -> dict[str, m.Message]:
+def feeder_messages() -> dict:
     model = FeederModel(resolve("ieee123", Path("."), "test"), datetime(2026, 7, 1, 12), 900)
-    model.solve()
-    changed = model.sync_network()
-    capture = _Capture()
-    feeder_loop._publish(capture, model, 0.0, model.voltages_pu(), changed)
-    return capture.messages
+    return feeder_step(model, 0.0)
 
 
-def sensor_messages(feeder: dict, seed: int, bad_node: str | None = None) -> dict:
-    """What the sensor publishes for the feeder's state, with the trial's seed."""
-    rng = np.random.default_rng(seed)
-    params = {"metered_fraction": 0.37, "sigma_v_pu": 0.005, "pseudo_rel_error": 0.3}
-    config = SensorConfig.from_parameters(params)
-    sensor = start_sensor(config, rng, feeder)
-    if bad_node is None:
-        readings = sensor.measure(0, truth_of(feeder))
-    else:
-        node = sensor.plan.readings["v"][int(rng.integers(len(sensor.plan.readings["v"])))] \
-            if bad_node == "draw" else bad_node
-        config = SensorConfig.from_parameters({**params, "bad_data": [
-            {"id": node, "quantity": "v", "offset": OFFSET_PU, "from_step": 0}]})
-        sensor.config = config
-        readings = sensor.measure(0, truth_of(feeder))
-        readings["bad"] = node
-    out = {port: message_of(cls, readings[q], units, 0.0,
-                            flags=cls in (m.PowersReal, m.PowersImaginary))
-           for q, (port, cls, units) in OUTPUTS.items()}
-    out["bad"] = readings.get("bad")
-    return out
+def sensor_messages(feeder: dict, seed: int, bad: bool = False) -> tuple[dict, str | None]:
+    """What the sensor publishes for the feeder's state with the trial's seed, and the
+    |V| meter made to read 0.05 p.u. high (drawn with the same seed), if `bad`."""
+    chain = SensorChain(SENSOR, seed)
+    chain.measure(0, feeder)  # chooses the meters
+    node = None
+    if bad:
+        meters = chain.sensor.plan.readings["v"]
+        node = meters[int(np.random.default_rng(seed).integers(len(meters)))]
+        chain.sensor.config = SensorConfig.from_parameters({**SENSOR, "bad_data": [
+            {"id": node, "quantity": "v", "offset": OFFSET_PU, "from_step": 1}]})
+    return chain.measure(1, feeder), node
 
 
 def estimate(feeder: dict, measured: dict):
-    net = Network.from_topology(feeder["topology"])
-    latest = {"topology": feeder["topology"], **measured}
-    return WLSEstimator(net, Settings()).estimate(_measurements(net, latest))
+    return EstimatorChain().estimate(feeder["topology"], measured)
 
 
 def test_a_ten_sigma_meter_error_is_found_and_named(feeder_messages):
     named = []
     for seed in range(TRIALS):
-        measured = sensor_messages(feeder_messages, seed, bad_node="draw")
+        measured, node = sensor_messages(feeder_messages, seed, bad=True)
         result = estimate(feeder_messages, measured)
-        named.append(f"voltages_magnitude:{measured['bad']}" in result.removed)
+        named.append(f"voltages_magnitude:{node}" in result.removed)
     assert sum(named) >= TRIALS - 1, f"named in {sum(named)} of {TRIALS} trials"
 
 
 def test_clean_measurements_raise_at_most_one_false_alarm(feeder_messages):
     removals = 0
     for seed in range(TRIALS):
-        result = estimate(feeder_messages, sensor_messages(feeder_messages, seed))
+        result = estimate(feeder_messages, sensor_messages(feeder_messages, seed)[0])
         removals += len(result.removed)
     assert removals <= 1, f"{removals} meters removed from clean measurements"
