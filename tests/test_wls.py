@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gridsim.federates.wls.estimator import Settings, WLSEstimator
-from gridsim.federates.wls.network import MeasurementBuilder, Network, P, Q
+from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
+from gridsim.network import Network
 
 BASE_V = 2401.8
 PHASES = (1, 2, 3)

@@ -28,8 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from gridsim.federates.wls.functions import Functions
-from gridsim.federates.wls.network import MeasurementSet, Network
+from gridsim.federates.wls.network import MeasurementSet
 from scipy.stats import chi2
+
+from gridsim.network import Network
 
 
 @dataclass

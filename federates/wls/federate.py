@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 from gridsim.federates.wls.estimator import Settings, WLSEstimator
-from gridsim.federates.wls.network import MeasurementBuilder, Network, P, Q
+from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
+from gridsim.network import Network
 from gridsim.runtime import FederateRuntime
 from gridsim.scoring import Score, phasors
 
