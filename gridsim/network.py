@@ -14,6 +14,7 @@ at the same voltage); the admittance becomes ``T^T Y T`` and injections add up.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,3 +144,47 @@ def _merge_groups(topology: Topology, index: dict[str, int], base: np.ndarray, s
             raise ValueError("two slack nodes are joined by a switch")
     numbering: dict[int, int] = {}
     return np.array([numbering.setdefault(r, len(numbering)) for r in roots], dtype=int)
+
+
+class NodeIndex:
+    """Node ids of a topology by bus, to map device buses to nodes, and their no-load
+    angles (degrees), to split delta loads."""
+
+    def __init__(self, node_ids: Iterable[str], angles_deg: Mapping[str, float] | None = None):
+        node_ids = list(node_ids)
+        self.ids = set(node_ids)
+        self.angles = dict(angles_deg or {})
+        self.by_bus: dict[str, list[str]] = {}
+        for node in node_ids:
+            self.by_bus.setdefault(node.split(".")[0], []).append(node)
+
+    def nodes_of(self, bus: str) -> list[str]:
+        """The nodes a device on `bus` connects to.
+
+        ``"48"``: every node of bus 48 in the topology; ``"1.1"``, ``"646.2.3"`` (delta),
+        ``"48.1.2.3.0"``: the listed phases, node 0 (ground) left out.
+        """
+        name, *phases = bus.lower().split(".")
+        if phases:
+            nodes = [f"{name}.{p}" for p in dict.fromkeys(phases) if p != "0"]
+        else:
+            nodes = list(self.by_bus.get(name, []))
+        unknown = [n for n in nodes if n not in self.ids]
+        if unknown or not nodes:
+            raise ValueError(f"device bus {bus!r}: nodes {unknown or nodes} are not in the "
+                             f"topology")
+        return nodes
+
+
+def share_factors(delta: bool, angles_deg: list[float | None]) -> list[complex]:
+    """The complex share of a device's power taken by each of its nodes.
+
+    Equal shares, except for a delta device between two nodes a and b: it draws the
+    current S / (V_a - V_b) from a and returns it at b, so at nominal voltages (the no-load
+    angles) a takes ``S V_a / (V_a - V_b)`` and b ``-S V_b / (V_a - V_b)``: half of S each,
+    rotated by -30 and +30 degrees.
+    """
+    if delta and len(angles_deg) == 2 and None not in angles_deg:
+        va, vb = (np.exp(1j * np.radians(a)) for a in angles_deg)
+        return [complex(va / (va - vb)), complex(-vb / (va - vb))]
+    return [complex(1.0 / len(angles_deg))] * len(angles_deg)

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridsim.network import NodeIndex, share_factors
+
 READING_ORDER = ("v", "angle", "p", "q", "p_flow", "q_flow")
 """Every quantity the sensor reads, in the order noise is drawn."""
 
@@ -243,36 +245,6 @@ def noisy(truth: np.ndarray, sigma: np.ndarray, dropout_probability: float,
     return truth + sigma * noise, kept
 
 
-class NodeIndex:
-    """Node ids of a topology by bus, to map device buses to nodes, and their no-load
-    angles (degrees), to split delta loads."""
-
-    def __init__(self, node_ids: Iterable[str], angles_deg: Mapping[str, float] | None = None):
-        node_ids = list(node_ids)
-        self.ids = set(node_ids)
-        self.angles = dict(angles_deg or {})
-        self.by_bus: dict[str, list[str]] = {}
-        for node in node_ids:
-            self.by_bus.setdefault(node.split(".")[0], []).append(node)
-
-    def nodes_of(self, bus: str) -> list[str]:
-        """The nodes a device on `bus` connects to.
-
-        ``"48"``: every node of bus 48 in the topology; ``"1.1"``, ``"646.2.3"`` (delta),
-        ``"48.1.2.3.0"``: the listed phases, node 0 (ground) left out.
-        """
-        name, *phases = bus.lower().split(".")
-        if phases:
-            nodes = [f"{name}.{p}" for p in dict.fromkeys(phases) if p != "0"]
-        else:
-            nodes = list(self.by_bus.get(name, []))
-        unknown = [n for n in nodes if n not in self.ids]
-        if unknown or not nodes:
-            raise ValueError(f"device bus {bus!r}: nodes {unknown or nodes} are not in the "
-                             f"topology")
-        return nodes
-
-
 @dataclass(frozen=True)
 class DeviceState:
     """One load or PV system: bus, true powers (device sense) and expected consumption."""
@@ -322,7 +294,8 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
 
     def add(device: DeviceState, p: float, sp: float, q: float, sq: float) -> None:
         nodes = index.nodes_of(device.bus)
-        for node, factor in zip(nodes, _share_factors(device, nodes, index)):
+        angles = [index.angles.get(node) for node in nodes]
+        for node, factor in zip(nodes, share_factors(device.delta, angles)):
             s_share, err = factor * complex(p, q), factor * complex(sp, sq)
             share = np.array([s_share.real, err.real ** 2, s_share.imag, err.imag ** 2])
             if factor.imag == 0:
@@ -340,14 +313,6 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
     return {node: NodePseudo(float(a[0]), max(math.sqrt(a[1]), floor),
                              float(a[2]), max(math.sqrt(a[3]), floor))
             for node, a in acc.items()}
-
-
-def _share_factors(device: DeviceState, nodes: list[str], index: NodeIndex) -> list[complex]:
-    """The complex factor of the device's power each of its nodes takes."""
-    if device.delta and len(nodes) == 2 and all(n in index.angles for n in nodes):
-        va, vb = (np.exp(1j * np.radians(index.angles[n])) for n in nodes)
-        return [complex(va / (va - vb)), complex(-vb / (va - vb))]
-    return [complex(1.0 / len(nodes))] * len(nodes)
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""The DOPF's linear model against OpenDSS (the seed's validation, Fig. 4-5).
+
+IEEE 123 at noon with twice the PV, regulator and capacitor controls off so that only the
+control under test moves: the model is built at the solved state, one device is moved,
+OpenDSS solves again, and the predicted voltage changes must match the real ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import opendssdirect as dss
+import pytest
+from gridsim.federates.dopf.sensitivity import Devices, linearize
+from gridsim.federates.feeder.federate import topology_message
+from gridsim.federates.feeder.model import FeederModel
+from gridsim.feeders import resolve
+
+from gridsim.messages import LoadStates, PVStates
+from gridsim.network import Network
+
+NOON = datetime(2026, 7, 1, 12)
+
+
+def solved_model() -> FeederModel:
+    model = FeederModel(resolve("ieee123", Path("."), "test"), NOON, 900, pv_scale=2.0)
+    dss.Text.Command("set controlmode=off")
+    model.solve()
+    model.sync_network()
+    return model
+
+
+def node_voltages(model: FeederModel, ids: list[str]) -> np.ndarray:
+    """Complex node voltages in p.u. of node base, in `ids` order."""
+    v = dict(zip(model.node_ids, model.voltages()))
+    base = dict(zip(model.network.ids, [model.network.base_v[n] for n in model.network.ids]))
+    return np.array([v[n] / base[n] for n in ids])
+
+
+@pytest.fixture(scope="module")
+def base():
+    """(linear model, devices, |V| before, kW drawn by each load) at the solved noon state."""
+    model = solved_model()
+    topology = topology_message(model, 0.0)
+    net = Network.from_topology(topology)
+    loads = LoadStates(**model.load_states())
+    devices = Devices.from_states(net, PVStates(**model.pv_states()), loads)
+    v = node_voltages(model, net.ids)
+    return linearize(net, v, devices), devices, np.abs(v), dict(zip(loads.ids, loads.p_kw))
+
+
+def moved(command) -> np.ndarray:
+    """|V| after the same noon step is solved with `command(model)` applied first."""
+    model = FeederModel(resolve("ieee123", Path("."), "test"), NOON, 900, pv_scale=2.0)
+    dss.Text.Command("set controlmode=off")
+    command(model)
+    model.solve()
+    model.sync_network()
+    return np.abs(node_voltages(model, model.network.ids))
+
+
+def check(predicted: np.ndarray, actual: np.ndarray, relative: float) -> None:
+    """Predicted changes match OpenDSS's within `relative` of the largest change."""
+    assert np.abs(actual).max() > 1e-4, "the control moved nothing measurable"
+    error = np.abs(predicted - actual).max()
+    assert error <= relative * np.abs(actual).max(), (error, np.abs(actual).max())
+
+
+def test_pv_curtailment(base):
+    model, devices, v0, _ = base
+    i = devices.pv_ids.index("pv_48")
+    available = 2 * 250.0 * 0.972  # 2 x Pmpp x irradiance at 12:00 (pv_clear_sky)
+    limit = available - 200.0
+    actual = moved(lambda m: m.set_pv("pv", ["pv_48"], [limit], [None])) - v0
+    check(model.vp[:, i] * -200.0, actual, 0.05)
+
+
+def test_pv_reactive_power(base):
+    model, devices, v0, _ = base
+    i = devices.pv_ids.index("pv_76")
+    actual = moved(lambda m: m.set_pv("pv", ["pv_76"], [None], [-150.0])) - v0
+    check(model.vq[:, i] * -150.0, actual, 0.05)
+
+
+def test_load_shed(base):
+    model, devices, v0, _ = base
+    """Half of s76a (a constant-PQ load at the far end of the main feeder) shed."""
+    model, devices, v0, drawn = base
+    i = devices.load_ids.index("s76a")
+    cap = drawn["s76a"] / 2
+    actual = moved(lambda m: m.set_load_caps("caps", ["s76a"], [cap])) - v0
+    check(model.vs[:, i] * (drawn["s76a"] - cap), actual, 0.05)
+
+
+def test_substation_power_and_losses(base):
+    """1 kW more PV: the substation supplies about 1 kW less, losses change by little."""
+    model, _, _, _ = base
+    assert np.all(np.abs(model.psub_p + 1.0) < 0.1)
+    assert np.all(np.abs(model.loss_p) < 0.1)
