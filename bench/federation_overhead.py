@@ -261,7 +261,7 @@ def scenario_facts(scenario: Path) -> dict:
         "feeder": feeders[0], "recorder": recorders[0] if recorders else None,
         "federates": list(federation.federates),
         "master": str(federation.feeder.master),
-        "overlays": [str(p) for p in federation.feeder.overlays],
+        "overlays": [str(p) for p in federation.feeder.scripts],
         "mode": params["mode"], "max_control_iter": params["max_control_iter"],
         "step_s": sc.step_s, "n_steps": sc.n_steps,
         "start_hour": start_hour(sc.start, params["mode"]),

@@ -33,16 +33,26 @@ class FeederSource:
     name: str
     master: Path
     overlays: tuple[Path, ...] = ()
+    """gridsim's overlays of a bundled feeder."""
+    extra: tuple[Path, ...] = ()
+    """The scenario's own overlays (``feeder_overlays``), run after the others."""
+
+    @property
+    def scripts(self) -> tuple[Path, ...]:
+        """Every script to run after the master file, in order."""
+        return self.overlays + self.extra
 
     def to_json(self) -> dict:
         """Plain form for federate configurations."""
         return {"name": self.name, "master": str(self.master),
-                "overlays": [str(p) for p in self.overlays]}
+                "overlays": [str(p) for p in self.overlays],
+                "extra": [str(p) for p in self.extra]}
 
     @classmethod
     def from_json(cls, raw: dict) -> FeederSource:
         """Inverse of `to_json`."""
-        return cls(raw["name"], Path(raw["master"]), tuple(Path(p) for p in raw["overlays"]))
+        return cls(raw["name"], Path(raw["master"]), tuple(Path(p) for p in raw["overlays"]),
+                   tuple(Path(p) for p in raw.get("extra", ())))
 
 
 def bundled_names() -> list[str]:
@@ -50,8 +60,20 @@ def bundled_names() -> list[str]:
     return sorted(BUNDLED)
 
 
-def resolve(spec: str, base_dir: Path, source: str) -> FeederSource:
-    """A bundled feeder by name, or a master file path relative to `base_dir`."""
+def resolve(spec: str, base_dir: Path, source: str, extra: list[str] = ()) -> FeederSource:
+    """A bundled feeder by name, or a master file path relative to `base_dir`; `extra`
+    overlay scripts (paths relative to `base_dir`) run after the feeder's own."""
+    source_ = _resolve_master(spec, base_dir, source)
+    overlays = []
+    for i, rel in enumerate(extra):
+        path = (base_dir / rel).resolve()
+        if not path.is_file():
+            raise InputError(source, f"feeder_overlays[{i}]", f"OpenDSS script not found: {rel}")
+        overlays.append(path)
+    return FeederSource(source_.name, source_.master, source_.overlays, tuple(overlays))
+
+
+def _resolve_master(spec: str, base_dir: Path, source: str) -> FeederSource:
     if spec in BUNDLED:
         master_rel, overlay = BUNDLED[spec]
         try:

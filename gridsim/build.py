@@ -99,6 +99,7 @@ def system_json(federation: Federation) -> dict:
                                                       "components"})
     block["feeder"] = (scenario.feeder if scenario.feeder == federation.feeder.name
                        else str(federation.feeder.master))
+    block["feeder_overlays"] = [str(p) for p in federation.feeder.extra]
     components = []
     for name, inst in federation.federates.items():
         components.append({"name": name, "type": inst.type, "parameters": inst.parameters,

@@ -210,6 +210,24 @@ class EstimatorDiagnostics(Message):
     solve_time_s: float = Field(0.0, description="Wall-clock time of the estimate, s.")
 
 
+class DOPFDiagnostics(Message):
+    """How one DOPF solve went, and what it decided."""
+
+    algorithm: str
+    status: str = Field(description="'optimal', 'infeasible', 'failed', 'max_iterations', "
+                                    "or 'skipped' (inputs missing).")
+    reason: str = Field("", description="Why a solve did not give new setpoints.")
+    applied: bool = Field(description="Whether new setpoints were published.")
+    objective: float | None = None
+    iterations: int = 0
+    solve_time_s: float = Field(0.0, description="Wall-clock time of the solve, s.")
+    curtailment_kw: float = Field(0.0, description="Total PV curtailment decided, kW.")
+    shed_kw: float = Field(0.0, description="Total load shedding decided, kW.")
+    v_max_pu: float | None = Field(None, description="Highest |V| seen before the solve.")
+    v_max_predicted_pu: float | None = Field(None, description="Highest |V| the linear model "
+                                                               "predicts after it.")
+
+
 class PVSetpoints(DeviceArrays):
     """Commands to PV inverters; None leaves a quantity as it is."""
 
@@ -271,6 +289,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
         CapacitorStates,
         BranchFlows,
         EstimatorDiagnostics,
+        DOPFDiagnostics,
         PVSetpoints,
         LoadCaps,
         CapacitorCommands,

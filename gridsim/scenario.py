@@ -82,6 +82,9 @@ class Scenario(BaseModel):
     name: str = Field(pattern=r"^[\w\-]+$")
     description: str = ""
     feeder: str = Field(description="Bundled feeder name (e.g. 'ieee123') or master file path.")
+    feeder_overlays: list[str] = Field(
+        [], description="OpenDSS scripts run after the feeder's own (paths relative to the "
+                        "scenario), e.g. other regulator settings for this scenario.")
     start: datetime = datetime(2026, 7, 1)
     duration_s: float = Field(gt=0)
     step_s: float = Field(gt=0)

@@ -71,7 +71,8 @@ def load_federation(path: str | Path) -> Federation:
 def resolve(scenario: Scenario, source: Path) -> Federation:
     """Check `scenario` (read from `source`) and complete it into a `Federation`."""
     where = str(source)
-    feeder = feeders.resolve(scenario.feeder, base_dir=source.parent, source=where)
+    feeder = feeders.resolve(scenario.feeder, base_dir=source.parent, source=where,
+                             extra=scenario.feeder_overlays)
     if scenario.n_steps < 1 or abs(scenario.n_steps * scenario.step_s - scenario.duration_s) > 1e-6:
         raise InputError(where, "duration", "must be a whole number of steps")
     types = _federate_types(scenario, source)

@@ -24,7 +24,7 @@ def compile_into(ctx, source: FeederSource) -> None:
     """
     ctx.Basic.AllowChangeDir(False)
     ctx.Text.Command(f'compile "{source.master}"')
-    for overlay in source.overlays:
+    for overlay in source.scripts:
         ctx.Text.Command(f'redirect "{overlay}"')
 
 
