@@ -61,6 +61,8 @@ class Settings:
     chi2_confidence: float = 0.95
     lnr_threshold: float = 4.0
     max_removals: int = 10
+    lnr_candidates: int = 200
+    """Normalized residuals are computed for at most this many meters (largest |r|/sigma)."""
     unobservable_influence: float = 0.5
 
 
@@ -167,8 +169,10 @@ class WLSEstimator:
             dof = len(ms) - (2 * self.net.n - 2 * len(self.net.zero_injection)
                              - len(self.net.slack))
             threshold = float(chi2.ppf(self.settings.chi2_confidence, dof)) if dof > 0 else None
+            if len(removed) >= self.settings.max_removals:
+                break
             suspect = self._largest_normalized_residual(ms, lu, r, threshold, objective)
-            if suspect is None or len(removed) >= self.settings.max_removals:
+            if suspect is None:
                 break
             removed.append(ms.label[suspect])
             ms = ms.without({suspect})
@@ -187,6 +191,11 @@ class WLSEstimator:
         if threshold is None or objective <= threshold:
             return None
         meters = np.flatnonzero(~ms.pseudo)
+        if len(meters) > self.settings.lnr_candidates:
+            # Only the largest weighted residuals: r_N >= |r| / sigma, and one gross error
+            # stands out among them; computing Omega_ii costs one solve per meter.
+            order = np.argsort(-np.abs(r[meters]), kind="stable")
+            meters = np.sort(meters[order[: self.settings.lnr_candidates]])
         if not len(meters):
             return None
         size = lu.shape[0]
