@@ -116,16 +116,15 @@ class FederateRuntime:
     def step_times(self):
         """Granted times of a periodic federate: k * period + offset while inside the run.
 
-        Yields ``(k, t)``; requests each time from HELICS before yielding it. At the end it
-        requests the maximum time, which HELICS grants once every federate has done the same
-        (or left): everyone then ends together, without waiting for disconnect time-outs.
+        Yields ``(k, t)``; requests each time from HELICS before yielding it. After the last
+        step the federate simply leaves (`close`). Requesting the maximum time instead, to end
+        together, deadlocked as soon as two federates fed each other (feeder and DOPF).
         """
         k = 0
         began = time.perf_counter()
         while True:
             t = k * self.period_s + self.offset_s
             if t >= self.n_steps * self.step_s - 1e-9:
-                self.fed.request_time(h.HELICS_TIME_MAXTIME)
                 return
             if t > 0:
                 self.time_s = self.fed.request_time(t)
