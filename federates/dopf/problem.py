@@ -1,0 +1,363 @@
+"""The DOPF problem as plain arrays: what every algorithm solves (pure numerics).
+
+Decision variables, in this order (the standard form's ``x``)::
+
+    x = [curt (n_pv, kW of PV curtailment), q (n_pv, kvar of PV reactive output),
+         shed (n_load, kW of flexible load shed)]
+
+Linear model around the operating point (sensitivities are with respect to *injection*, the
+sign convention of `gridsim.messages`: curtailment lowers injection, shedding raises it)::
+
+    v     = v0    + Vp @ (-curt) + Vq @ (q - q0) + Vs @ shed          (p.u.)
+    p_sub = p_sub0 + Ps_p @ (-curt) + Ps_q @ (q - q0) + Ps_s @ shed   (kW, import > 0)
+
+Constraints: ``v_min <= v <= v_max``; ``p_sub <= p_sub_max`` if a limit is given;
+``0 <= curt <= available_kw``; ``|q| <= q_limit``; ``0 <= shed <= shed_max_kw``.
+
+Reactive limit: ``q_limit = sqrt(kva_rating^2 - available_kw^2)`` (0 if the rating is below
+the available power). The box ``|q| <= q_limit`` lies inside the inverter's circle
+``(available - curt)^2 + q^2 <= kva^2`` for every curtailment, so it is conservative (it gives
+up the extra kvar that curtailment frees), linear, and the same for every algorithm.
+
+Objective (strictly convex, so the optimum is unique and gradient methods converge)::
+
+    c_curt * sum(curt) + w_curt/2 * sum(curt^2) + c_shed . shed + w_shed/2 * sum(shed^2)
+      + w_q/2 * sum((q - q0)^2) + loss . x
+
+Default weights, in cost units per kW (or kvar): curtailment ``c_curt = 1``, shedding ten
+times dearer (``c_shed = 10``), small quadratic terms ``w_curt = 1e-3``, ``w_shed = 1e-2``
+per kW^2 (at 100 kW they add 5% and 5x50% to the linear cost: they spread effort over
+devices and make the optimum unique), and ``w_q = 1e-3`` per kvar^2 (moving 100 kvar costs
+as much as curtailing 5 kW: reactive power is used first). ``loss`` (cost of the linear
+change of losses per unit of ``x``) defaults to 0. Every weight is a field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+VECTOR_FIELDS = ("v0_pu", "available_kw", "kva_rating", "q0_kvar", "shed_max_kw")
+MATRIX_FIELDS = ("vp_pu_per_kw", "vq_pu_per_kvar", "vs_pu_per_kw")
+
+
+@dataclass(frozen=True)
+class StandardForm:
+    """``min g.x + 1/2 sum(h x^2) + c0  s.t.  A x <= b,  lo <= x <= hi`` (h > 0).
+
+    Rows of ``A``: ``v <= v_max`` for every node (p.u.), then ``-v <= -v_min`` (p.u.), then
+    ``p_sub <= p_sub_max`` (kW) if the problem has a substation limit.
+    """
+
+    g: np.ndarray
+    h: np.ndarray
+    c0: float
+    A: np.ndarray
+    b: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    rows_v_max: slice
+    rows_v_min: slice
+    row_p_sub: int | None
+
+    def objective(self, x: np.ndarray) -> float:
+        """The objective at ``x``."""
+        return float(self.g @ x + 0.5 * (self.h * x) @ x + self.c0)
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of any row or bound (0 if feasible); units as the row's."""
+        worst = max(np.max(self.lo - x, initial=0.0), np.max(x - self.hi, initial=0.0))
+        return float(max(worst, np.max(self.A @ x - self.b, initial=0.0)))
+
+
+@dataclass(frozen=True)
+class DOPFProblem:
+    """One DOPF instance; arrays are converted to float and checked once, at construction."""
+
+    v0_pu: np.ndarray
+    """|V| at the operating point, p.u., one per node (n_node)."""
+    vp_pu_per_kw: np.ndarray
+    """d|V|/d(PV active injection), p.u. per kW (n_node x n_pv)."""
+    vq_pu_per_kvar: np.ndarray
+    """d|V|/d(PV reactive injection), p.u. per kvar (n_node x n_pv)."""
+    vs_pu_per_kw: np.ndarray
+    """d|V|/d(load shed), p.u. per kW (n_node x n_load)."""
+    available_kw: np.ndarray
+    """PV output without curtailment, kW (n_pv)."""
+    kva_rating: np.ndarray
+    """Inverter rating, kVA (n_pv)."""
+    q0_kvar: np.ndarray
+    """PV reactive output at the operating point, kvar (n_pv)."""
+    shed_max_kw: np.ndarray
+    """Flexible (sheddable) part of each load, kW (n_load)."""
+    v_min_pu: float | np.ndarray = 0.95
+    v_max_pu: float | np.ndarray = 1.05
+    p_sub0_kw: float = 0.0
+    """Substation import at the operating point, kW (> 0 importing)."""
+    ps_p_kw_per_kw: np.ndarray | None = None
+    """d(p_sub)/d(PV active injection), kW per kW (n_pv), about -1."""
+    ps_q_kw_per_kvar: np.ndarray | None = None
+    """d(p_sub)/d(PV reactive injection), kW per kvar (n_pv), the loss change."""
+    ps_s_kw_per_kw: np.ndarray | None = None
+    """d(p_sub)/d(load shed), kW per kW (n_load), about -1."""
+    p_sub_max_kw: float | None = None
+    """Import limit, kW; None: no substation constraint."""
+    c_curt: float | np.ndarray = 1.0
+    w_curt: float | np.ndarray = 1e-3
+    c_shed: float | np.ndarray = 10.0
+    w_shed: float | np.ndarray = 1e-2
+    w_q: float | np.ndarray = 1e-3
+    loss: np.ndarray | None = field(default=None)
+    """Cost of the linear change of losses per unit of x (2 n_pv + n_load); None: 0."""
+
+    def __post_init__(self) -> None:
+        n_node, n_pv = np.shape(self.vp_pu_per_kw)
+        n_load = np.shape(self.vs_pu_per_kw)[1]
+        shapes = {"v0_pu": (n_node,), "vp_pu_per_kw": (n_node, n_pv),
+                  "vq_pu_per_kvar": (n_node, n_pv), "vs_pu_per_kw": (n_node, n_load),
+                  "available_kw": (n_pv,), "kva_rating": (n_pv,), "q0_kvar": (n_pv,),
+                  "shed_max_kw": (n_load,), "ps_p_kw_per_kw": (n_pv,),
+                  "ps_q_kw_per_kvar": (n_pv,), "ps_s_kw_per_kw": (n_load,),
+                  "loss": (2 * n_pv + n_load,)}
+        for name, shape in shapes.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.array(value, dtype=float)
+            if array.shape != shape or not np.all(np.isfinite(array)):
+                raise ValueError(f"DOPFProblem.{name}: expected finite {shape}, "
+                                 f"got {array.shape}")
+            object.__setattr__(self, name, array)
+        for name in ("available_kw", "kva_rating", "shed_max_kw"):
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(f"DOPFProblem.{name}: must be >= 0")
+        for name in ("w_curt", "w_shed", "w_q"):
+            if np.any(np.asarray(getattr(self, name)) <= 0):
+                raise ValueError(f"DOPFProblem.{name}: must be > 0 (strict convexity)")
+        if self.p_sub_max_kw is not None and any(
+                getattr(self, n) is None
+                for n in ("ps_p_kw_per_kw", "ps_q_kw_per_kvar", "ps_s_kw_per_kw")):
+            raise ValueError("DOPFProblem.p_sub_max_kw needs ps_p_kw_per_kw, "
+                             "ps_q_kw_per_kvar and ps_s_kw_per_kw")
+
+    @property
+    def n_node(self) -> int:
+        return self.vp_pu_per_kw.shape[0]
+
+    @property
+    def n_pv(self) -> int:
+        return self.vp_pu_per_kw.shape[1]
+
+    @property
+    def n_load(self) -> int:
+        return self.vs_pu_per_kw.shape[1]
+
+    @property
+    def q_limit_kvar(self) -> np.ndarray:
+        """Box limit of |q|: ``sqrt(kva^2 - available^2)``, 0 if negative (module doc)."""
+        return np.sqrt(np.clip(self.kva_rating**2 - self.available_kw**2, 0.0, None))
+
+    @property
+    def shape_key(self) -> tuple[int, int, int, bool]:
+        """What fixes the shape of the standard form: (n_node, n_pv, n_load, has p_sub)."""
+        return self.n_node, self.n_pv, self.n_load, self.p_sub_max_kw is not None
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(curt, q, shed)`` from a standard-form ``x``."""
+        return x[:self.n_pv], x[self.n_pv:2 * self.n_pv], x[2 * self.n_pv:]
+
+    def voltages_pu(self, x: np.ndarray) -> np.ndarray:
+        """Predicted |V| in p.u. after applying ``x``."""
+        curt, q, shed = self.split(x)
+        return (self.v0_pu - self.vp_pu_per_kw @ curt
+                + self.vq_pu_per_kvar @ (q - self.q0_kvar) + self.vs_pu_per_kw @ shed)
+
+    def objective(self, x: np.ndarray) -> float:
+        """The objective at ``x`` (formula in the module doc)."""
+        return self.standard_form.objective(x)
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of any constraint or bound: p.u. for voltages, kW or kvar
+        for the substation limit and the bounds; 0 if ``x`` is feasible."""
+        return self.standard_form.max_violation(x)
+
+    @cached_property
+    def standard_form(self) -> StandardForm:
+        """The problem as ``min g.x + 1/2 h.x^2 + c0, A x <= b, lo <= x <= hi``."""
+        n_pv, n_load = self.n_pv, self.n_load
+        q0 = self.q0_kvar
+        ones_pv, ones_load = np.ones(n_pv), np.ones(n_load)
+        w_q = self.w_q * ones_pv
+        g = np.concatenate([self.c_curt * ones_pv, -w_q * q0, self.c_shed * ones_load])
+        if self.loss is not None:
+            g = g + self.loss
+        h = np.concatenate([self.w_curt * ones_pv, w_q, self.w_shed * ones_load])
+        v_x = np.hstack([-self.vp_pu_per_kw, self.vq_pu_per_kvar, self.vs_pu_per_kw])
+        v_const = self.v0_pu - self.vq_pu_per_kvar @ q0
+        n = self.n_node
+        rows = [v_x, -v_x]
+        rhs = [self.v_max_pu - v_const, v_const - self.v_min_pu * np.ones(n)]
+        row_p_sub = None
+        if self.p_sub_max_kw is not None:
+            p_x = np.concatenate([-self.ps_p_kw_per_kw, self.ps_q_kw_per_kvar,
+                                  self.ps_s_kw_per_kw])
+            p_const = self.p_sub0_kw - self.ps_q_kw_per_kvar @ q0
+            rows.append(p_x[None, :])
+            rhs.append(np.array([self.p_sub_max_kw - p_const]))
+            row_p_sub = 2 * n
+        q_lim = self.q_limit_kvar
+        return StandardForm(
+            g=g, h=h, c0=float(0.5 * (w_q * q0) @ q0), A=np.vstack(rows),
+            b=np.concatenate(rhs),
+            lo=np.concatenate([np.zeros(n_pv), -q_lim, np.zeros(n_load)]),
+            hi=np.concatenate([self.available_kw, q_lim, self.shed_max_kw]),
+            rows_v_max=slice(0, n), rows_v_min=slice(n, 2 * n), row_p_sub=row_p_sub)
+
+    def replace(self, **changes) -> DOPFProblem:
+        """A copy with some fields changed (the standard form is rebuilt lazily)."""
+        return replace(self, **changes)
+
+
+Status = Literal["optimal", "infeasible", "failed", "max_iterations"]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The result of one solve; arrays follow the problem's device order."""
+
+    x: np.ndarray
+    """Standard-form decision vector ``[curt, q, shed]`` (nan if the solver gave none)."""
+    curt: np.ndarray
+    """PV curtailment, kW."""
+    q: np.ndarray
+    """PV reactive output, kvar (> 0 injecting)."""
+    shed: np.ndarray
+    """Load shed, kW."""
+    objective: float
+    status: Status
+    iterations: int
+    solve_time_s: float
+    """Wall-clock time of `solve`, s."""
+    max_violation: float
+    """`DOPFProblem.max_violation` of ``x`` (p.u. for voltages, kW for the substation)."""
+    duals: np.ndarray | None = None
+    """Multipliers of the standard-form rows ``A x <= b`` (>= 0), if the algorithm has them."""
+
+    @classmethod
+    def from_x(cls, problem: DOPFProblem, x: np.ndarray | None, status: Status,
+               iterations: int, solve_time_s: float,
+               duals: np.ndarray | None = None) -> Solution:
+        """Fill the derived fields from ``x`` (None: no solution, everything nan)."""
+        if x is None:
+            x = np.full(2 * problem.n_pv + problem.n_load, np.nan)
+        finite = bool(np.all(np.isfinite(x)))
+        curt, q, shed = problem.split(x)
+        return cls(x=x, curt=curt, q=q, shed=shed,
+                   objective=problem.objective(x) if finite else float("nan"),
+                   status=status, iterations=iterations, solve_time_s=solve_time_s,
+                   max_violation=problem.max_violation(x) if finite else float("inf"),
+                   duals=duals)
+
+
+def random_instance(rng: np.random.Generator, n_node: int, n_pv: int, n_load: int, *,
+                    substation: bool | None = None) -> DOPFProblem:
+    """A physically plausible random instance, feasible by construction.
+
+    A random radial feeder (each node hangs off one of the 8 nodes created before it)
+    gives LinDistFlow sensitivities: the effect of an injection at ``j`` on ``|V|`` at ``i``
+    is the resistance (``Vp``, ``Vs``) or reactance (``Vq``, x/r 1-2) of the path the two
+    share from the substation, so every entry is positive and falls with electrical
+    distance; the deepest node sees 3e-5 to 8e-5 p.u. per kW. PV: 100-500 kW, inverters
+    oversized 0-15%, 45-100% irradiance; light loads (midday) of 5-30 kW, 10-50% flexible.
+    ``v0`` is a substation voltage of 1.02-1.05 p.u. plus the rise from the injections: its
+    maximum is mostly 1.03-1.07 p.u. (``v_max`` 1.05: some instances need action, some are
+    already feasible). A random corrective point of the box
+    is made feasible with a margin by moving ``v0`` and by setting the substation limit (``substation``: None = half the instances)
+    above its import, so every instance has an optimum.
+    """
+    parent = np.array([-1] + [int(rng.integers(max(0, i - 8), i)) for i in range(1, n_node)])
+    path = np.zeros((n_node, n_node))
+    for i in range(n_node):
+        path[i] = path[parent[i]] if i else 0.0
+        path[i, i] = 1.0
+    r = rng.uniform(0.5, 1.5, n_node)
+    depth_r = path @ r
+    r *= rng.uniform(3e-5, 8e-5) / depth_r.max()
+    x = r * rng.uniform(1.0, 2.0, n_node)
+    resistance, reactance = (path * r) @ path.T, (path * x) @ path.T
+    pv_at = rng.choice(n_node, n_pv, replace=False)
+    load_at = rng.choice(n_node, n_load, replace=n_load > n_node)
+    rating = rng.uniform(100, 500, n_pv)
+    available = rating * rng.uniform(0.5, 1.0) * rng.uniform(0.9, 1.0, n_pv)
+    kva = rating * rng.uniform(1.0, 1.15, n_pv)
+    q_lim = np.sqrt(np.clip(kva**2 - available**2, 0.0, None))
+    q0 = q_lim * rng.uniform(-0.2, 0.2, n_pv)
+    load = rng.uniform(5, 30, n_load)
+    vp, vq = resistance[:, pv_at], reactance[:, pv_at]
+    vs = resistance[:, load_at]
+    v0 = vp @ available + vq @ q0 - vs @ load - reactance[:, load_at] @ (0.3 * load)
+    v0 += rng.uniform(1.02, 1.05)
+    loss_pv, loss_q, loss_load = (rng.uniform(-0.05, 0.05, k) for k in (n_pv, n_pv, n_load))
+    problem = DOPFProblem(
+        v0_pu=v0, vp_pu_per_kw=vp, vq_pu_per_kvar=vq, vs_pu_per_kw=vs, available_kw=available,
+        kva_rating=kva, q0_kvar=q0, shed_max_kw=load * rng.uniform(0.1, 0.5, n_load),
+        p_sub0_kw=float(load.sum() - available.sum()), ps_p_kw_per_kw=-1.0 + loss_pv,
+        ps_q_kw_per_kvar=loss_q, ps_s_kw_per_kw=-1.0 + loss_load,
+        loss=0.1 * np.concatenate([-loss_pv, loss_q, loss_load]))
+    return _make_feasible(problem, rng, rng.random() < 0.5 if substation is None else substation)
+
+
+def _make_feasible(problem: DOPFProblem, rng: np.random.Generator,
+                   substation: bool) -> DOPFProblem:
+    """Shift ``v0`` (and set the import limit) so that a random corrective point of the box
+    is feasible with a margin of 0.002 p.u.; in 70% of the instances ("stressed") the shift
+    makes the point's highest voltage exactly ``v_max - margin``, so action is needed.
+
+    The point absorbs 60-100% of the reactive range; without a substation limit it curtails
+    5-50% and sheds 0-30%; with one it curtails 0-30% and sheds 30-100%, and the limit is
+    the point's import plus 0-10% of the sheddable load, so shedding is often needed.
+    """
+    sf = problem.standard_form
+    n_pv = problem.n_pv
+    curt_share, shed_share = ((0.0, 0.3), (0.3, 1.0)) if substation else ((0.05, 0.5), (0, 0.3))
+    point = np.concatenate([sf.hi[:n_pv] * rng.uniform(*curt_share),
+                            sf.lo[n_pv:2 * n_pv] * rng.uniform(0.6, 1.0),
+                            sf.hi[2 * n_pv:] * rng.uniform(*shed_share)])
+    margin = 0.002
+    v = problem.voltages_pu(point)
+    shift = np.min(problem.v_max_pu - margin - v)
+    if rng.random() > 0.7:
+        shift = min(shift, 0.0)
+    shift = max(shift, np.max(problem.v_min_pu + margin - v))
+    changes: dict = {"v0_pu": problem.v0_pu + shift}
+    if substation:
+        curt, q, shed = problem.split(point)
+        p_sub = (problem.p_sub0_kw - problem.ps_p_kw_per_kw @ curt
+                 + problem.ps_q_kw_per_kvar @ (q - problem.q0_kvar)
+                 + problem.ps_s_kw_per_kw @ shed)
+        spare = rng.uniform(0.0, 0.1) * problem.shed_max_kw.sum()
+        changes["p_sub_max_kw"] = float(p_sub + spare)
+    return problem.replace(**changes)
+
+
+def perturb(problem: DOPFProblem, rng: np.random.Generator, size: float = 0.1) -> DOPFProblem:
+    """The instance after random changes of PV availability and load (about ``size``).
+
+    PV availability changes by up to ``size`` of itself; each load by up to 3 ``size``
+    times its flexible part (the problem does not know the full load). ``v0`` and the
+    substation import move by the sensitivities, so the instance stays consistent; it can
+    occasionally become infeasible.
+    """
+    d_pv = problem.available_kw * rng.uniform(-size, size, problem.n_pv)
+    d_load = 3.0 * problem.shed_max_kw * rng.uniform(-size, size, problem.n_load)
+    changes: dict = {
+        "available_kw": problem.available_kw + d_pv,
+        "v0_pu": problem.v0_pu + problem.vp_pu_per_kw @ d_pv - problem.vs_pu_per_kw @ d_load,
+    }
+    if problem.ps_p_kw_per_kw is not None:
+        changes["p_sub0_kw"] = float(problem.p_sub0_kw + problem.ps_p_kw_per_kw @ d_pv
+                                     - problem.ps_s_kw_per_kw @ d_load)
+    return problem.replace(**changes)
