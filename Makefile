@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench runner clean
+.PHONY: run test setup bench bench-se runner clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/federation_overhead.py
+
+bench-se: $(STAMP)
+	$(BIN)/python bench/state_estimation.py
 
 # Regenerate the top-level runner.json (a test checks it is in sync).
 runner: $(STAMP)
