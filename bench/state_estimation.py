@@ -175,7 +175,8 @@ def child_9500(limit_s: float) -> None:
     chain.estimator = _rebuild(None, messages["topology"], chain.s_base_kva, chain.settings)
     net = chain.estimator.net
     emit("build", build_s=time.perf_counter() - t0, states=net.n, nodes=len(net.ids),
-         zero_injection=len(net.zero_injection), slack=len(net.slack))
+         zero_injection=len(net.zero_injection), slack=len(net.slack),
+         floating=len(net.floating))
 
     est = chain.estimator
     phase: dict = {}
@@ -457,16 +458,20 @@ def report_9500(res: dict) -> None:
         b = res["build"]
         print(f"  network build (Network.from_topology + WLSEstimator): {b['build_s']:.3f} s; "
               f"state size {b['states']} complex states ({2 * b['states']} real) for "
-              f"{b['nodes']} nodes, {b['zero_injection']} zero-injection states")
+              f"{b['nodes']} nodes, {b['zero_injection']} zero-injection states, "
+              f"{b.get('floating', 0)} floating islands")
     for e in res["estimates"]:
         ph = e["phases"]
         if "error" in e:
             head = f"FAILED after {e['wall_s']:.2f} s: {e['error']}"
         else:
+            chi2 = (f"objective {e['objective']:.0f} vs chi-square threshold "
+                    f"{e['chi2_threshold']:.0f} (dof {e['dof']})"
+                    if e.get("chi2_threshold") is not None else "no chi-square test")
             head = (f"{e['solve_s']:.2f} s, converged {e['converged']}, {e['iterations']} "
                     f"iterations, {len(e['removed'])} removed, {e['unobservable']} "
                     f"unobservable, |V| error mean {e['v_err_mean']:.4f} max "
-                    f"{e['v_err_max']:.4f} p.u.")
+                    f"{e['v_err_max']:.4f} p.u.; {chi2}")
         print(f"  seed {e['seed']}: {head}")
         build = (f", measurement set {e['solve_s'] - ph['estimate_s']:.3f} s"
                  if "error" not in e and "estimate_s" in ph else "")

@@ -125,6 +125,9 @@ class BranchAdmittance(BaseModel):
     to_nodes: list[str]
     yprim: list[tuple[float, float]]
     units: Literal["S"] = "S"
+    switch: bool | None = Field(None, description="True for a switch (OpenDSS line with "
+                                                  "switch=yes), False for any other line; "
+                                                  "None if the sender does not say.")
 
 
 class Topology(Message):
@@ -155,6 +158,25 @@ class PVStates(DeviceArrays):
     q_kvar: list[float] = Field(description="Reactive power output, kvar (> 0 injecting).")
     available_kw: list[float] = Field(description="Output without curtailment, kW.")
     kva_rating: list[float] = Field(description="Inverter rating, kVA.")
+
+
+class GeneratorStates(DeviceArrays):
+    """State of every generator and storage unit (what DER telemetry reports).
+
+    Ids are element names without the class, as everywhere; ``kind`` tells the class apart
+    (a generator and a storage unit may share a name).
+    """
+
+    kind: list[Literal["generator", "storage"]] = Field(
+        description="'generator' (OpenDSS Generator) or 'storage' (OpenDSS Storage).")
+    bus: list[str] = Field(description="Bus and phases of each unit, e.g. 'm1026chp-3' or "
+                                       "'m2001-ess1.1.2.3'.")
+    p_kw: list[float] = Field(description="Active power output, kW (> 0 generating or "
+                                          "discharging, < 0 charging).")
+    q_kvar: list[float] = Field(description="Reactive power output, kvar (> 0 injecting).")
+    kva_rating: list[float] = Field(description="Rating, kVA.")
+    delta: list[bool] | None = Field(None, description="True for a unit connected line to "
+                                                       "line (delta); None if not known.")
 
 
 class LoadStates(DeviceArrays):
@@ -208,6 +230,9 @@ class EstimatorDiagnostics(Message):
                                                "'<port>:<id>'.")
     unobservable_nodes: list[str] = Field([], description="Nodes not estimated.")
     solve_time_s: float = Field(0.0, description="Wall-clock time of the estimate, s.")
+    error: str | None = Field(None, description="Why the estimate failed numerically (no "
+                                                "estimate published this step); None if it "
+                                                "did not.")
 
 
 class DOPFDiagnostics(Message):
@@ -284,6 +309,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
         PowersImaginary,
         Topology,
         PVStates,
+        GeneratorStates,
         LoadStates,
         RegulatorStates,
         CapacitorStates,

@@ -5,11 +5,40 @@ S_base`` with ``b`` the line-to-neutral base of each node), the slack nodes with
 reference angles, the zero-injection nodes (every node that is neither slack nor a device
 node) and the lines' primitive admittances. Shared by the estimator and the DOPF.
 
-Nodes joined by switch-like lines (series admittance above ``merge_above_pu``; IEEE 123's
-switches reach 5.8e6 p.u. against a median of 50) share one state: with them separate, the
-flow through a switch hangs on voltage differences below rounding, and Gauss-Newton stalls
-at steps of 1e-6 p.u. Merging is exact for the voltages (a closed switch's two ends are
-at the same voltage); the admittance becomes ``T^T Y T`` and injections add up.
+Nodes joined by a closed switch share one state: with them separate, the flow through a
+switch hangs on voltage differences below rounding, and Gauss-Newton stalls at steps of
+1e-6 p.u. Merging is exact for the voltages (a closed switch's two ends are at the same
+voltage); the admittance becomes ``T^T Y T`` and injections add up.
+
+Which lines are switches (`is_switch_conductor`): those the topology says are
+(``BranchAdmittance.switch``, from OpenDSS's ``switch=yes``), where their series admittance
+is not zero (a closed conductor). Lines it says are not switches are never merged, however
+short. Only when the sender does not say (``switch`` None) does the series impedance decide:
+below `SWITCH_MAX_OHM`. The numbers behind the rule:
+
+- IEEE 123: its 8 switches are its only lines merged, as before: sw1..sw6 with OpenDSS's
+  default switch impedance (r1 = x1 = 1 ohm per unit length, length 0.001: 1.4e-3 ohm, 4e3
+  p.u. on 1 MVA; their ends differ by up to 2e-4 p.u. at midnight) and sw7, sw8 (1e-6 ohm,
+  5.8e6 p.u.), against a median line coupling of 50 p.u.; its shortest real line has
+  0.016 ohm (360 p.u.).
+- IEEE 9500: 109 lines are switches (1.4e-6 ohm), 11 of them open (series admittance 0):
+  234 conductor pairs on 98 lines merged, whose ends differ by at most 7e-7 p.u. in the
+  power flow. The former rule, an absolute threshold of 1e3 p.u., merged 2,119 pairs on
+  1,083 lines, among them 591 pairs whose ends differ by 1e-4 to 1.4e-3 p.u., the 69 kV
+  lines above all (the p.u. admittance grows with the base voltage squared). No threshold
+  in ohms or relative to the median separates switches from lines either: IEEE 123's
+  default switches (1.4e-3 ohm, 52 times its median line admittance in S) have a larger
+  impedance than 9500's shortest real lines (a 0.3 m line: 1.6e-4 ohm, 195 times its
+  median) and its substation connector (1e-5 ohm); only the flag tells them apart.
+- The fallback, 2e-3 ohm, catches OpenDSS's default switch; on IEEE 9500 it would also take
+  the substation connector, the nine capacitor leads ``cap_*`` and 19 very short real
+  lines, whose ends differ by at most 3e-5 p.u. (harmless), and no 69 kV line.
+
+Floating islands (`Network.floating`, see `floating_islands`): groups of states joined by
+lines whose common potential no element holds to ground, the low-voltage side of a delta
+winding with only delta devices behind it. Shifting all their voltages together changes
+no current but that of OpenDSS's anti-float shunts (1 ppm of the transformer's rating);
+the network model alone cannot place them, and an estimator needs to know.
 """
 
 from __future__ import annotations
@@ -19,8 +48,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import csgraph
 
-from gridsim.messages import Topology
+from gridsim.messages import BranchAdmittance, Topology
 
 
 @dataclass
@@ -48,6 +78,8 @@ class Network:
     revision: int = 0
     lines: dict[str, tuple[list[int], sp.csr_matrix]] = field(default_factory=dict)
     """Line name -> (state of each terminal-1 conductor, rows of its flow admittance)."""
+    floating: list[np.ndarray] = field(default_factory=list)
+    """The states of each floating island (`floating_islands`)."""
 
     @property
     def n(self) -> int:
@@ -56,8 +88,12 @@ class Network:
 
     @classmethod
     def from_topology(cls, topology: Topology, s_base_kva: float = 1000.0,
-                      merge_above_pu: float = 1e3) -> Network:
-        """The per-unit model of a Topology message."""
+                      switch_max_ohm: float | None = None) -> Network:
+        """The per-unit model of a Topology message.
+
+        `switch_max_ohm`: the fallback threshold for lines not flagged either way (default
+        `SWITCH_MAX_OHM`).
+        """
         ids = list(topology.ids)
         index = {node: i for i, node in enumerate(ids)}
         base = np.asarray(topology.base_voltage_magnitudes.values, dtype=float)
@@ -69,7 +105,8 @@ class Network:
         y_nodes = sp.csr_matrix((vals * base[rows] * base[cols] / s_base, (rows, cols)),
                                 shape=(len(ids), len(ids)))
         slack_nodes = [index[s] for s in topology.slack_bus]
-        state_of = _merge_groups(topology, index, base, s_base, merge_above_pu, slack_nodes)
+        state_of = _merge_groups(topology, index, SWITCH_MAX_OHM if switch_max_ohm is None
+                                 else switch_max_ohm, slack_nodes)
         n_states = int(state_of.max()) + 1
         t = sp.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), state_of)),
                           shape=(len(ids), n_states))
@@ -85,6 +122,7 @@ class Network:
                   np.exp(1j * angles[first]), s_base_kva, t, set(topology.device_nodes))
         net.lines = {b.name: net._line_rows(b.from_nodes, b.to_nodes, b.yprim, s_base)
                      for b in topology.branches}
+        net.floating = floating_islands(net, topology)
         return net
 
     def node_voltages(self, v_states: np.ndarray) -> np.ndarray:
@@ -114,9 +152,24 @@ class Network:
         return own, sp.csr_matrix((data, (r_idx, c_idx)), shape=(k, self.n))
 
 
-def _merge_groups(topology: Topology, index: dict[str, int], base: np.ndarray, s_base: float,
-                  merge_above_pu: float, slack_nodes: list[int]) -> np.ndarray:
-    """State index of every node: nodes joined by switch-like lines share one.
+SWITCH_MAX_OHM = 2e-3
+"""Series impedance (ohm) below which a line not flagged either way counts as a switch
+(OpenDSS's default switch: 1.4e-3 ohm; see the module docstring)."""
+
+
+def is_switch_conductor(branch: BranchAdmittance, c: int,
+                        switch_max_ohm: float = SWITCH_MAX_OHM) -> bool:
+    """Whether conductor `c` of `branch` is a closed switch (its two ends one node)."""
+    k = len(branch.from_nodes)
+    series = abs(complex(*branch.yprim[c * 2 * k + k + c]))  # S, terminal 1 to terminal 2
+    if series == 0.0 or branch.switch is False:
+        return False  # an open conductor, or a line that is not a switch
+    return branch.switch is True or 1.0 / series < switch_max_ohm
+
+
+def _merge_groups(topology: Topology, index: dict[str, int], switch_max_ohm: float,
+                  slack_nodes: list[int]) -> np.ndarray:
+    """State index of every node: nodes joined by closed switches share one.
 
     States are numbered in node order; a group's state is that of its first node.
     """
@@ -129,14 +182,12 @@ def _merge_groups(topology: Topology, index: dict[str, int], base: np.ndarray, s
         return i
 
     for branch in topology.branches:
-        k = len(branch.from_nodes)
-        for c in range(k):
-            a, b = branch.from_nodes[c], branch.to_nodes[c]
+        if branch.switch is False:
+            continue
+        for c, (a, b) in enumerate(zip(branch.from_nodes, branch.to_nodes)):
             if not a or not b or a not in index or b not in index:
                 continue
-            re, im = branch.yprim[c * 2 * k + k + c]
-            series_pu = abs(complex(re, im)) * base[index[a]] * base[index[b]] / s_base
-            if series_pu > merge_above_pu:
+            if is_switch_conductor(branch, c, switch_max_ohm):
                 parent[find(index[a])] = find(index[b])
     roots = [find(i) for i in range(len(index))]
     for s in slack_nodes:  # keep the slack nodes' own states distinct
@@ -144,6 +195,48 @@ def _merge_groups(topology: Topology, index: dict[str, int], base: np.ndarray, s
             raise ValueError("two slack nodes are joined by a switch")
     numbering: dict[int, int] = {}
     return np.array([numbering.setdefault(r, len(numbering)) for r in roots], dtype=int)
+
+
+FLOATING_RATIO = 1e-6
+"""A group of states is a floating island when shifting them all together draws less than
+this share of the current their admittance rows could carry (see `floating_islands`)."""
+
+
+def floating_islands(net: Network, topology: Topology,
+                     ratio: float = FLOATING_RATIO) -> list[np.ndarray]:
+    """Groups of states whose common potential the network does not fix (sorted states).
+
+    Candidates are the groups of states joined by lines (series conductors carry a common
+    shift along) or by being nodes of one bus; transformers do not join them. A group ``G``
+    is floating when ``sum |Y 1_G| < ratio * sum over G of sum_j |Y_ij|``: raising every
+    voltage of ``G`` by the same amount moves almost no current anywhere. On IEEE 9500 the
+    seven 480 V delta secondaries of its DER transformers score 1e-9 (their anti-float
+    shunts), the next group 5e-3 (a 12.47 kV network behind a grounded winding); on IEEE 13
+    and 123 no group scores below 0.5. A group with a slack state is left out: the slack's
+    angle constraints fix its common potential (IEEE 13's source bus, behind a delta
+    winding, would score 1e-9 otherwise).
+    """
+    n = net.n
+    rows, cols = [], []
+    for branch in topology.branches:
+        for a, b in zip(branch.from_nodes, branch.to_nodes):
+            if a in net.index and b in net.index:
+                rows.append(net.state_of[net.index[a]])
+                cols.append(net.state_of[net.index[b]])
+    first_of_bus: dict[str, int] = {}
+    for node, i in net.index.items():
+        state = int(net.state_of[i])
+        rows.append(first_of_bus.setdefault(node.split(".")[0], state))
+        cols.append(state)
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    count, label = csgraph.connected_components(graph, directed=False)
+    member = sp.csr_matrix((np.ones(n), (np.arange(n), label)), shape=(n, count))
+    moved = np.asarray(abs(net.y @ member).sum(axis=0)).ravel()
+    capacity = member.T @ np.asarray(abs(net.y).sum(axis=1)).ravel()
+    held = np.zeros(count, dtype=bool)
+    held[label[net.slack]] = True  # the slack's angle constraints fix its common potential
+    groups = np.flatnonzero((moved < ratio * capacity) & ~held)
+    return [np.flatnonzero(label == g) for g in groups]
 
 
 class NodeIndex:

@@ -23,6 +23,8 @@ from gridsim.federates.sensor.sensing import (
     SensorConfig,
     SensorConfigError,
     Truth,
+    meter_candidates,
+    plan_meters,
     pseudo_injections,
 )
 
@@ -93,6 +95,30 @@ def test_fraction_meters_round_fraction_of_non_slack_nodes(fraction):
     assert set(s.plan.readings["v"]) == set(s.plan.metered_nodes) | set(SLACK)
     assert s.summary()["metered_nodes"] == expected
     assert s.summary()["meters"]["v"] == expected + len(SLACK)
+
+
+def test_meters_only_on_energized_phase_nodes():
+    """Neutral nodes (.4) and nodes dead at the first step (|V| <= 0.1 p.u.) get no meter
+    even at fraction 1; the fraction counts the candidates that remain."""
+    nodes = [*NODES, "b5.4", "b6.4"]
+    voltages = {n: 1.0 for n in nodes} | {"b7.1": 0.0, "b7.2": 0.05, "b8.3": 0.11}
+    plan = plan_meters(SensorConfig.from_parameters({"metered_fraction": 1.0}), nodes, SLACK,
+                       BRANCHES, np.random.default_rng(0), voltages)
+    assert set(plan.metered_nodes) == set(NODES) - set(SLACK) - {"b7.1", "b7.2"}
+    assert "b8.3" in plan.metered_nodes
+    half = plan_meters(SensorConfig.from_parameters({"metered_fraction": 0.5}), nodes, SLACK,
+                       BRANCHES, np.random.default_rng(0), voltages)
+    assert len(half.metered_nodes) == round(0.5 * (NON_SLACK - 2))
+    assert not {"b5.4", "b6.4", "b7.1", "b7.2"} & set(half.metered_nodes)
+    assert meter_candidates(nodes, SLACK) == sorted(set(NODES) - set(SLACK))
+
+
+def test_explicit_meters_may_still_be_anywhere():
+    """The candidate rule is for the random choice: listed nodes are metered as listed."""
+    s = Sensor(SensorConfig.from_parameters({"metered_nodes": ["b7.1"]}),
+               np.random.default_rng(0), NODES, SLACK, DEVICE_NODES, BRANCHES,
+               voltages_pu={"b7.1": 0.0})
+    assert s.plan.metered_nodes == ("b7.1",)
 
 
 def test_meters_stay_the_same_every_step():
@@ -240,6 +266,28 @@ def test_pseudo_values_and_sigmas_formula():
     assert set(got) == {"b1.1", "b1.2", "b1.3", "b2.1"}
 
 
+def test_generator_and_storage_telemetry_enter_like_pv():
+    """A generator (3 phases) and a storage unit charging (negative output): their
+    telemetry, split over their nodes with sigma sigma_pq_pct of each value, adds to the
+    node's injection; a node only they map to is no longer unmapped."""
+    gens = [DeviceState("generator.g1", "b30", 300.0, -90.0, delta=True),
+            DeviceState("storage.s1", "b1.2", -6.0, 0.0)]
+    s = sensor(metered_nodes=["b2.1"], device_nodes=[*DEVICE_NODES, "b30.1", "b30.2", "b30.3"],
+               pseudo_rel_error=0.0)
+    out = s.measure(0, Truth(truth().values, LOADS, PVS, gens))
+    p = dict(zip(out["p"].ids, zip(out["p"].values, out["p"].sigma)))
+    q = dict(zip(out["q"].ids, zip(out["q"].values, out["q"].sigma)))
+    for phase in (1, 2, 3):
+        assert p[f"b30.{phase}"] == (pytest.approx(100.0), pytest.approx(1.0))
+        assert q[f"b30.{phase}"] == (pytest.approx(-30.0), pytest.approx(0.3))
+    assert p["b1.2"][0] == pytest.approx(6.0 - 10.0 - 6.0)
+    assert s.summary()["unmapped_device_nodes"] == 0
+    without = sensor(metered_nodes=["b2.1"], device_nodes=[*DEVICE_NODES, "b30.1"])
+    out = without.measure(0, truth())
+    assert dict(zip(out["p"].ids, out["p"].values))["b30.1"] == 0.0  # unknown: 0 +- floor
+    assert without.summary()["unmapped_device_nodes"] == 1
+
+
 def test_pseudo_skips_metered_slack_and_counts_unmapped_nodes():
     s = sensor(metered_nodes=["b1.1"], quantities=["q"],
                device_nodes=[*DEVICE_NODES, "sub.1", "b30.3"])
@@ -334,3 +382,24 @@ def test_missing_truth_raises_naming_the_ids():
     t.values["v"] = {}
     with pytest.raises(ValueError, match="no true 'v' value for"):
         sensor().measure(0, t)
+
+
+def test_truth_of_reads_generator_states():
+    """The federate's inputs: a GeneratorStates message becomes the truth's generators, ids
+    prefixed with their kind (a generator and a storage unit may share a name)."""
+    from gridsim.federates.sensor.federate import truth_of
+
+    from gridsim import messages as m
+
+    latest = {
+        "load_states": m.LoadStates(ids=["l1"], bus=["b1"], p_kw=[3.0], q_kvar=[1.0],
+                                    demand_kw=[3.0], cap_kw=[None]),
+        "generator_states": m.GeneratorStates(
+            ids=["u1", "u1"], kind=["generator", "storage"], bus=["b30", "b1.2"],
+            p_kw=[300.0, -6.0], q_kvar=[-90.0, 0.0], kva_rating=[400.0, 10.0],
+            delta=[True, False])}
+    t = truth_of(latest)
+    assert [(g.id, g.bus, g.p_kw, g.q_kvar, g.delta) for g in t.generators] == [
+        ("generator.u1", "b30", 300.0, -90.0, True), ("storage.u1", "b1.2", -6.0, 0.0, False)]
+    assert t.pvs == []
+    assert truth_of({"load_states": latest["load_states"]}).generators == []

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gridsim.federates.wls.estimator import Settings, WLSEstimator
+from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
+from gridsim.federates.wls.functions import Functions
 from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
@@ -222,3 +223,175 @@ def test_injection_sigma_in_quadrature_for_merged_nodes(kind):
     assert f"{kind}:d.1" in label
     i = ms.label.index(label)
     assert ms.sigma[i] == pytest.approx(np.sqrt(2) * 0.1 / net.s_base_kva)
+
+
+# -- switches: which lines are merged ------------------------------------------------------
+
+
+def flagged(msg: m.Topology, **switch) -> m.Topology:
+    """`msg` with the `switch` flag of the named branches set."""
+    branches = [b.model_copy(update={"switch": switch[b.name]}) if b.name in switch else b
+                for b in msg.branches]
+    return msg.model_copy(update={"branches": branches})
+
+
+def merged(net: Network, a: str, b: str) -> bool:
+    return all(net.state_of[net.index[f"{a}.{p}"]] == net.state_of[net.index[f"{b}.{p}"]]
+               for p in PHASES)
+
+
+def test_a_line_flagged_as_switch_is_merged_whatever_its_impedance():
+    """OpenDSS's default switch has 1.4e-3 ohm; a flagged line of 0.05 ohm is merged too."""
+    msg, _ = topology({**LINES, "sw": ("c", "d", 0.05)})
+    assert not merged(Network.from_topology(msg), "c", "d")  # unflagged: 0.05 ohm is a line
+    assert merged(Network.from_topology(flagged(msg, sw=True)), "c", "d")
+
+
+def test_a_line_flagged_as_not_a_switch_is_never_merged():
+    """IEEE 9500's 0.3 m lines and substation connector (1e-5 ohm) stay lines."""
+    msg, y = topology()
+    net = Network.from_topology(flagged(msg, sw=False))
+    assert not merged(net, "c", "d") and net.n == len(net.ids)
+    v = true_state(msg, y)
+    result = WLSEstimator(net, Settings(tolerance=1e-12)).estimate(
+        exact_measurements(net, msg, y, v))
+    assert result.converged
+    assert np.abs(net.node_voltages(result.v) - v / BASE_V).max() < 1e-6
+
+
+def test_unflagged_lines_are_merged_below_the_ohm_threshold_only():
+    """Without the flag: 1e-6 ohm is a switch (the default topology), 1e-2 ohm is not,
+    whatever the voltage base (the former p.u. threshold merged 69 kV lines)."""
+    assert merged(Network.from_topology(topology()[0]), "c", "d")
+    msg, _ = topology({**LINES, "sw": ("c", "d", 1e-2)})
+    assert not merged(Network.from_topology(msg), "c", "d")
+    assert merged(Network.from_topology(msg, switch_max_ohm=0.1), "c", "d")
+
+
+def test_an_open_switch_is_not_merged():
+    """An open switch (OpenDSS: its series admittance is 0) joins nothing."""
+    msg, _ = topology()
+    branches = [b.model_copy(update={"switch": True, "yprim": [(0.0, 0.0)] * 36})
+                if b.name == "sw" else b for b in msg.branches]
+    net = Network.from_topology(msg.model_copy(update={"branches": branches}))
+    assert not merged(net, "c", "d")
+
+
+# -- numerical failures ----------------------------------------------------------------------
+
+
+def test_voltage_rows_at_a_zero_state_are_finite():
+    """A de-energized node's state is exactly 0: |V| is 0 there, its derivative along e."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    ms = exact_measurements(net, msg, y, true_state(msg, y), pmu_nodes=("b.1",))
+    x = WLSEstimator(net).x_prior.copy()
+    b1 = net.state_of[net.index["b.1"]]
+    x[[b1, b1 + net.n]] = 0.0
+    h, jac = Functions(ms, net.n).evaluate(x)
+    assert np.all(np.isfinite(h)) and np.all(np.isfinite(jac.data))
+    row = ms.label.index("v:b.1")
+    assert h[row] == 0.0
+    assert jac[row, b1] == 1.0 and jac[row, b1 + net.n] == 0.0
+
+
+def test_a_singular_system_raises_estimation_error_and_forgets_the_warm_start():
+    """A bus with no admittance at all (nothing fixes its voltage but its zero injection,
+    a zero constraint row): the factorization is singular; the estimator says so with
+    `EstimationError` and starts the next estimate from the no-load voltages."""
+    msg, y = topology()
+    ids = msg.ids + nodes("z")
+    stray = msg.model_copy(update={
+        "ids": ids,
+        "base_voltage_magnitudes": m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
+                                                       units="V"),
+        "base_voltage_angles": m.VoltagesAngle(
+            ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
+            units="deg")})
+    net = Network.from_topology(stray)
+    est = WLSEstimator(net)
+    est.x = est.x + 0.01
+    with pytest.raises(EstimationError, match="singular"):
+        est.estimate(exact_measurements(net, msg, y, true_state(msg, y)))
+    assert np.array_equal(est.x, est.x_prior)
+
+
+def test_a_non_finite_step_raises_estimation_error():
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    ms = exact_measurements(net, msg, y, true_state(msg, y))
+    ms.value[0] = np.nan
+    with pytest.raises(EstimationError, match="non-finite"):
+        WLSEstimator(net).estimate(ms)
+
+
+# -- floating islands --------------------------------------------------------------------------
+
+
+def delta_island(idle: bool = True):
+    """The test network plus bus f behind a delta-delta coupling to c (no common-mode
+    current through it, 1 nS anti-float shunts as OpenDSS puts them), with a device on f.
+    The truth: f's voltages without a common part (as OpenDSS's power flow gives them),
+    and the device idle (zero injection) if `idle`."""
+    msg, y0 = topology()
+    ids = msg.ids + nodes("f")
+    n0 = len(msg.ids)
+    y = np.zeros((len(ids), len(ids)), dtype=complex)
+    y[:n0, :n0] = y0
+    k = np.eye(3) - np.ones((3, 3)) / 3  # a delta coupling: no current for a common shift
+    c, f = [ids.index(x) for x in nodes("c")], [ids.index(x) for x in nodes("f")]
+    ys = 1.0 / (0.5 + 2.0j)
+    y[np.ix_(c, c)] += ys * k
+    y[np.ix_(f, f)] += ys * k + 1e-9j * np.eye(3)
+    y[np.ix_(c, f)] -= ys * k
+    y[np.ix_(f, c)] -= ys * k
+    rows, cols = np.nonzero(y)
+    top = msg.model_copy(update={
+        "ids": ids,
+        "admittance": m.AdmittanceSparse(
+            from_equipment=[ids[i] for i in rows], to_equipment=[ids[j] for j in cols],
+            admittance_list=[(y[i, j].real, y[i, j].imag) for i, j in zip(rows, cols)]),
+        "base_voltage_magnitudes": m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
+                                                       units="V"),
+        "base_voltage_angles": m.VoltagesAngle(
+            ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
+            units="deg"),
+        "device_nodes": list(msg.device_nodes) + nodes("f")})
+    v = true_state(top, y, seed=2)
+    if idle:  # f draws nothing: its voltages are c's, but for a common shift
+        v[f] = v[c]
+    v[f] -= v[f].mean()
+    return top, y, v
+
+
+def test_a_delta_island_is_found_floating():
+    top, _, _ = delta_island()
+    net = Network.from_topology(top)
+    assert [net.nodes_of(g) for g in net.floating] == [nodes("f")]
+    assert Network.from_topology(topology()[0]).floating == []
+
+
+def test_an_idle_delta_island_with_one_meter_is_estimated():
+    """Its idle device's P and Q do not see a common shift of f, one |V| meter fixes one
+    direction of it: the island prior holds the other at the no-load zero sequence (0, as
+    in the truth), and the whole state comes out exact and observable."""
+    top, y, v = delta_island()
+    net = Network.from_topology(top)
+    meters = [n for n in top.ids if not n.startswith("f")] + ["f.1"]
+    ms = exact_measurements(net, top, y, v, vmag_nodes=meters)
+    result = WLSEstimator(net, Settings(tolerance=1e-12)).estimate(ms)
+    assert result.converged and len(result.unobservable) == 0
+    assert np.abs(net.node_voltages(result.v) - v / BASE_V).max() < 1e-6
+
+
+def test_an_unconverged_estimate_removes_nothing_and_is_no_warm_start():
+    """One iteration allowed: not converged; a gross error is not hunted in a state that is
+    not the estimate, and the next estimate starts from the no-load voltages again."""
+    msg, y = topology()
+    net = Network.from_topology(msg)
+    ms = exact_measurements(net, msg, y, true_state(msg, y, seed=3))
+    ms.value[ms.label.index("v:c.2")] += 20 * ms.sigma[0]
+    est = WLSEstimator(net, Settings(max_iterations=1))
+    result = est.estimate(ms)
+    assert not result.converged and result.removed == []
+    assert np.array_equal(est.x, est.x_prior)

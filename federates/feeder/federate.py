@@ -96,6 +96,9 @@ def _publish(rt: FederateRuntime, model: FeederModel, t: float, v_pu: np.ndarray
 def _publish_devices(rt: FederateRuntime, model: FeederModel, t: float) -> None:
     if rt.wanted("pv_states"):
         rt.publish("pv_states", m.PVStates.model_construct(time_s=t, **model.pv_states()))
+    if rt.wanted("generator_states"):
+        rt.publish("generator_states",
+                   m.GeneratorStates.model_construct(time_s=t, **model.generator_states()))
     if rt.wanted("load_states"):
         rt.publish("load_states", m.LoadStates.model_construct(time_s=t, **model.load_states()))
     if rt.wanted("regulator_states"):
@@ -128,7 +131,8 @@ def topology_message(model: FeederModel, t: float) -> m.Topology:
             ids=ids, values=[float(net.noload_angle_deg[n]) for n in ids], units="deg"),
         slack_bus=net.slack_nodes,
         revision=net.revision,
-        branches=[m.BranchAdmittance(**b) for b in net.branches],
+        branches=[m.BranchAdmittance(**b, switch=b["name"] in model.catalog.switches)
+                  for b in net.branches],
         device_nodes=net.device_nodes,
     )
 

@@ -12,7 +12,7 @@ gives the same voltages to the last bit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -136,6 +136,22 @@ class FeederModel:
         return {"ids": cat.pvs, "bus": cat.pv_buses, "p_kw": p_kw, "q_kvar": q_kvar,
                 "available_kw": available, "kva_rating": rating}
 
+    def generator_states(self) -> dict[str, list]:
+        """Every generator's and storage unit's output (DER telemetry) and rating."""
+        p_kw, q_kvar = [], []
+        for iface in (dss.Generators, dss.Storages):  # the catalog's order
+            more = iface.First()
+            while more:
+                powers = dss.CktElement.Powers()
+                p_kw.append(-sum(powers[0::2]))
+                q_kvar.append(-sum(powers[1::2]))
+                more = iface.Next()
+        cat = self.catalog
+        return {"ids": [name for _, name in cat.generators],
+                "kind": [kind for kind, _ in cat.generators], "bus": cat.generator_buses,
+                "p_kw": p_kw, "q_kvar": q_kvar, "kva_rating": cat.generator_kva,
+                "delta": cat.generator_delta}
+
     def load_states(self) -> dict[str, list]:
         """Every load's consumption, uncapped demand and cap."""
         cat = self.catalog
@@ -241,6 +257,13 @@ class Catalog:
     reg_transformers: list[str]
     tap_ranges: list[tuple[float, float, int]]
     branch_ids: list[str]
+    generators: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name) of every generator ('generator') then storage unit ('storage')."""
+    generator_buses: list[str] = field(default_factory=list)
+    generator_kva: list[float] = field(default_factory=list)
+    generator_delta: list[bool] = field(default_factory=list)
+    switches: set[str] = field(default_factory=set)
+    """Names of the lines OpenDSS marks as switches (``switch=yes``)."""
 
     @classmethod
     def read(cls, mode: str) -> Catalog:
@@ -269,15 +292,31 @@ class Catalog:
         for reg in regs:
             dss.RegControls.Name(reg)
             transformers.append(dss.RegControls.Transformer().lower())
-        branch_ids = []
+        branch_ids, switches = [], set()
         more = dss.Lines.First()
         while more:
             line, bus = dss.Lines.Name().lower(), dss.CktElement.BusNames()[0].split(".")[0]
+            if dss.Lines.IsSwitch():
+                switches.add(line)
             order = list(dss.CktElement.NodeOrder())
             branch_ids += [f"{line}:{bus.lower()}.{n}" for n in order[:len(order) // 2]]
             more = dss.Lines.Next()
+        generators, gen_buses, gen_kva, gen_delta = [], [], [], []
+        for kind, iface in (("generator", dss.Generators), ("storage", dss.Storages)):
+            more = iface.First()
+            while more:
+                generators.append((kind, iface.Name().lower()))
+                gen_buses.append(dss.CktElement.BusNames()[0].lower())
+                if kind == "generator":
+                    gen_kva.append(dss.Generators.kVARated())
+                    gen_delta.append(bool(dss.Generators.IsDelta()))
+                else:
+                    gen_kva.append(float(dss.Properties.Value("kVA")))
+                    gen_delta.append(dss.Properties.Value("conn").lower().startswith("d"))
+                more = iface.Next()
         return cls(loads, buses, np.asarray(base), shape_names, delta, shapes, pvs, pv_buses, regs,
-                   transformers, [commands.tap_range(t) for t in transformers], branch_ids)
+                   transformers, [commands.tap_range(t) for t in transformers], branch_ids,
+                   generators, gen_buses, gen_kva, gen_delta, switches)
 
     def multiplier(self, load: str, hour: float) -> float:
         """A load's shape multiplier at `hour` (1 without a shape)."""

@@ -19,6 +19,11 @@ quantity   measured at                 units   one-sigma accuracy
 The floor is ``sigma_pq_floor_kw`` (kW or kvar) for every power reading, flows included: a
 zero sigma would give a reading infinite weight in an estimator.
 
+Metered nodes drawn at random (``metered_fraction``) are phase conductors of energized buses
+(`meter_candidates`): never a neutral node (``.4``) nor a node whose true |V| at the first
+step is at most 0.1 p.u. (IEEE 9500 has both); nodes listed in ``metered_nodes`` are
+metered as listed.
+
 Determinism: the meters are chosen once, first; then each step draws, for each quantity in
 that order and its ids sorted, one standard normal per reading and then one uniform per
 reading (the dropouts), whatever the dropout probability; then one standard normal per load
@@ -26,10 +31,11 @@ reading (the dropouts), whatever the dropout probability; then one standard norm
 numbers, and changing the dropout probability drops readings without changing the others.
 
 Pseudo-measurements (``pseudo_loads``) cover every non-slack device node without a meter of
-that quantity (P and Q separately): the node's expected injection is its PV part minus its
-load part (sign: positive into the network). See `pseudo_injections` for the split rules.
-Dropouts and bad data apply to meter readings only; pseudo-measurements are forecasts and PV
-telemetry, always present. A two-node delta load's power is split with the -30/+30 degree
+that quantity (P and Q separately): the node's expected injection is its DER part (PV
+systems, generators and storage units, from their telemetry) minus its load part (sign:
+positive into the network). See `pseudo_injections` for the split rules. Dropouts and bad
+data apply to meter readings only; pseudo-measurements are forecasts and DER telemetry,
+always present. A two-node delta load's power is split with the -30/+30 degree
 rotation a line-to-line connection gives (see `pseudo_injections`).
 
 One module rather than several of 100-300 lines: configuration, meter plan, noise and pseudo-
@@ -183,10 +189,36 @@ class MeterPlan:
                     f"meter ({len(self.readings[entry.quantity])} ids have one)")
 
 
+PHASES = ("1", "2", "3")
+"""Node numbers of phase conductors (OpenDSS: 1, 2, 3 the phases; 4 and up neutrals)."""
+
+ENERGIZED_PU = 0.1
+"""A node whose true |V| is at most this (p.u.) is de-energized: no meter is placed on it."""
+
+
+def meter_candidates(node_ids: Iterable[str], slack_nodes: Iterable[str],
+                     voltages_pu: Mapping[str, float] | None = None) -> list[str]:
+    """The nodes a random meter choice draws from, sorted: what a utility meters.
+
+    Phase conductors (node ``.1``, ``.2`` or ``.3``; on a split-phase secondary, ``.1`` and
+    ``.2`` are its two 120 V legs) that are not slack and, when the true voltages of the first
+    step are given, energized (|V| above `ENERGIZED_PU`). Neutral nodes (``.4``: the floating
+    star points of IEEE 9500's wye windings, |V| near 0) and dead nodes (IEEE 9500's
+    ``193-48013.3`` beyond an open switch, |V| exactly 0) are no place for a voltage meter.
+    """
+    slack = set(slack_nodes)
+    return sorted(n for n in set(node_ids) - slack
+                  if n.rsplit(".", 1)[-1] in PHASES
+                  and (voltages_pu is None or voltages_pu.get(n, 0.0) > ENERGIZED_PU))
+
+
 def plan_meters(config: SensorConfig, node_ids: Sequence[str], slack_nodes: Sequence[str],
-                branch_ids: Sequence[str], rng: np.random.Generator) -> MeterPlan:
-    """Choose the meters: the listed nodes, or ``round(fraction * N)`` of the N non-slack
-    nodes drawn with `rng` (its first use). Unknown ids raise `SensorConfigError`."""
+                branch_ids: Sequence[str], rng: np.random.Generator,
+                voltages_pu: Mapping[str, float] | None = None) -> MeterPlan:
+    """Choose the meters: the listed nodes, or ``round(fraction * N)`` of the N candidates
+    (`meter_candidates`: energized phase nodes, not slack; `voltages_pu` the true |V| of the
+    first step, if known) drawn with `rng` (its first use). Unknown ids raise
+    `SensorConfigError`."""
     known, slack = set(node_ids), set(slack_nodes)
     _check_known("metered_nodes", config.metered_nodes, known)
     _check_known("pmu_nodes", config.pmu_nodes, known)
@@ -194,7 +226,7 @@ def plan_meters(config: SensorConfig, node_ids: Sequence[str], slack_nodes: Sequ
     if config.metered_nodes:
         metered = sorted(set(config.metered_nodes))
     else:
-        candidates = sorted(known - slack)
+        candidates = meter_candidates(known, slack, voltages_pu)
         count = round(config.metered_fraction * len(candidates))
         chosen = rng.choice(len(candidates), size=count, replace=False)
         metered = sorted(candidates[i] for i in chosen)
@@ -247,14 +279,15 @@ def noisy(truth: np.ndarray, sigma: np.ndarray, dropout_probability: float,
 
 @dataclass(frozen=True)
 class DeviceState:
-    """One load or PV system: bus, true powers (device sense) and expected consumption."""
+    """One load, PV system, generator or storage unit: bus, true powers (device sense) and
+    expected consumption."""
 
     id: str
     bus: str
     p_kw: float
     q_kvar: float
     demand_kw: float = 0.0
-    """Loads: the profile's expected consumption, kW (unused for PV)."""
+    """Loads: the profile's expected consumption, kW (unused for DER)."""
     delta: bool = False
     """Connected line to line: a two-node delta load's power is not shared equally."""
 
@@ -272,14 +305,16 @@ class NodePseudo:
 def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
                       index: NodeIndex, e: Sequence[float], *, rel_error: float,
                       pv_sigma_pct: float, floor: float) -> dict[str, NodePseudo]:
-    """Expected injection at every node a load or PV system connects to.
+    """Expected injection at every node a load or DER unit connects to.
+
+    `pvs` are the units with telemetry: PV systems, generators and storage units alike.
 
     Load L (``e[i]`` its standard normal draw, r = `rel_error`, ``ratio = q_kvar / p_kw``
     of its true state, 0 if ``p_kw`` is 0): ``p = demand * (1 + r * e)``, ``q = p * ratio``,
     ``sigma_p = r * demand``, ``sigma_q = r * |demand * ratio|`` = ``sigma_p * |ratio|``.
     Both sigmas are of the noise-free expectation: q's error is ``demand * ratio * r * e``,
     so that is its standard deviation; a sigma of ``r * |q|`` would shrink with a low draw
-    and make exactly the worst pseudo-measurements the most trusted. PV system (telemetry):
+    and make exactly the worst pseudo-measurements the most trusted. DER unit (telemetry):
     its true ``p_kw``, ``q_kvar`` with sigma ``pv_sigma_pct`` percent of each.
 
     Split over a device's n nodes: each node gets value / n and sigma / n, i.e. the shares
@@ -287,7 +322,7 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
     between two nodes a, b draws the current S / (V_a - V_b) from a and returns it at b, so
     at nominal voltages (the no-load angles) a's share is ``S V_a / (V_a - V_b)`` and b's
     ``-S V_b / (V_a - V_b)``: half of S each, rotated by -30 and +30 degrees; the sigmas follow
-    the same factors. At a node, the devices' shares add (PV positive, loads negative) and
+    the same factors. At a node, the devices' shares add (DER positive, loads negative) and
     their variances add (independent devices): ``sigma = max(sqrt(sum of squares), floor)``.
     """
     acc: dict[str, np.ndarray] = {}
@@ -336,6 +371,8 @@ class Truth:
     values: dict[str, Mapping[str, float]]
     loads: Sequence[DeviceState] = ()
     pvs: Sequence[DeviceState] = ()
+    generators: Sequence[DeviceState] = ()
+    """Generators and storage units (telemetry, like PV)."""
 
     def at(self, quantity: str, ids: Sequence[str]) -> np.ndarray:
         """True values of `quantity` at `ids`; a missing one raises, naming it."""
@@ -351,15 +388,17 @@ class Sensor:
 
     `device_nodes` are the topology's nodes with a device; the non-slack ones without a P
     (or Q) meter get P (or Q) pseudo-measurements when ``pseudo_loads`` is on. A device node
-    no load or PV system maps to (e.g. storage) gets 0 with the floor sigma, and is counted.
+    no load, PV system, generator or storage unit maps to gets 0 with the floor sigma, and
+    is counted. `voltages_pu` (true |V| of the first step) keeps meters off dead nodes.
     """
 
     def __init__(self, config: SensorConfig, rng: np.random.Generator, node_ids: Sequence[str],
                  slack_nodes: Sequence[str], device_nodes: Sequence[str],
-                 branch_ids: Sequence[str] = (), angles_deg: Mapping[str, float] | None = None):
+                 branch_ids: Sequence[str] = (), angles_deg: Mapping[str, float] | None = None,
+                 voltages_pu: Mapping[str, float] | None = None):
         self.config = config
         self.rng = rng
-        self.plan = plan_meters(config, node_ids, slack_nodes, branch_ids, rng)
+        self.plan = plan_meters(config, node_ids, slack_nodes, branch_ids, rng, voltages_pu)
         self.index = NodeIndex(node_ids, angles_deg)
         devices = (sorted(set(device_nodes) - set(slack_nodes) - {""})
                    if config.pseudo_loads else [])
@@ -404,7 +443,7 @@ class Sensor:
         loads = sorted(truth.loads, key=lambda d: d.id)
         e = self.rng.standard_normal(len(loads))
         c = self.config
-        pseudo = pseudo_injections(loads, truth.pvs, self.index, e,
+        pseudo = pseudo_injections(loads, [*truth.pvs, *truth.generators], self.index, e,
                                    rel_error=c.pseudo_rel_error, pv_sigma_pct=c.sigma_pq_pct,
                                    floor=c.sigma_pq_floor_kw)
         unknown = NodePseudo(0.0, c.sigma_pq_floor_kw, 0.0, c.sigma_pq_floor_kw)

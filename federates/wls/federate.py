@@ -3,20 +3,28 @@
 Timing: periodic every step at offset 2 s, after the feeder (0 s) and the sensor (1 s) of
 the same step. The network model is rebuilt when a new topology revision arrives, warm
 starting from the previous estimate node by node.
+
+A numerical failure of one estimate (`EstimationError`: a singular system, a non-finite
+step) does not stop the federate: that step publishes diagnostics with ``converged`` false
+and the reason in ``error``, and no voltages (nothing trustworthy to publish); the next
+step starts again from the no-load voltages.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
-from gridsim.federates.wls.estimator import Settings, WLSEstimator
+from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
 from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
 from gridsim.network import Network
 from gridsim.runtime import FederateRuntime
 from gridsim.scoring import Score, phasors
+
+log = logging.getLogger("gridsim.wls")
 
 _PORTS = ("topology", "voltages_magnitude", "powers_real", "powers_imag", "voltages_angle",
           "branch_powers_real", "branch_powers_imag", "truth_voltages_magnitude",
@@ -45,7 +53,16 @@ def run(rt: FederateRuntime) -> dict:
             estimator = _rebuild(estimator, latest["topology"], p["s_base_kva"], settings)
         t0 = time.perf_counter()
         ms = _measurements(estimator.net, latest)
-        result = estimator.estimate(ms)
+        try:
+            result = estimator.estimate(ms)
+        except EstimationError as exc:
+            solve_times.append(time.perf_counter() - t0)
+            log.warning("t=%gs: estimate failed: %s", t, exc)
+            stats.fail()
+            rt.publish("diagnostics", m.EstimatorDiagnostics(
+                time_s=t, algorithm="wls", converged=False, iterations=0,
+                measurements=len(ms), solve_time_s=solve_times[-1], error=str(exc)))
+            continue
         solve_times.append(time.perf_counter() - t0)
         net = estimator.net
         unobservable = set(net.nodes_of(result.unobservable))
@@ -124,6 +141,7 @@ class _Stats:
     def __init__(self):
         self.steps = 0
         self.not_converged = 0
+        self.failed = 0
         self.removed: list[str] = []
         self.max_unobservable = 0
         self.iterations: list[int] = []
@@ -135,8 +153,14 @@ class _Stats:
         self.max_unobservable = max(self.max_unobservable, len(result.unobservable))
         self.iterations.append(result.iterations)
 
+    def fail(self) -> None:
+        """A step whose estimate failed numerically (counted as not converged)."""
+        self.failed += 1
+        self.not_converged += 1
+
     def summary(self) -> dict:
         return {"estimates": self.steps, "not_converged": self.not_converged,
+                "failed": self.failed,
                 "removed_measurements": sorted(set(self.removed)),
                 "removals": len(self.removed), "max_unobservable_nodes": self.max_unobservable,
                 "iterations_mean": float(np.mean(self.iterations)) if self.iterations else 0.0}

@@ -10,6 +10,11 @@ Power rows (injections and line flows alike): with ``I = A V = (G + jB)(e + jf)`
     P = e_o Ir + f_o Ii          Q = f_o Ir - e_o Ii
     dP/de = e_o G + f_o B + Ir 1_o     dP/df = f_o G - e_o B + Ii 1_o
     dQ/de = f_o G - e_o B - Ii 1_o     dQ/df = -e_o G - f_o B + Ir 1_o
+
+|V| and angle rows divide by |V|: at a state of exactly 0 (a de-energized node, which its
+zero-injection constraint holds at 0) they are not differentiable, and their derivative is
+taken in the direction of the real axis, ``d|V|/de = 1``, ``d|V|/df = 0`` (angle: ``0, 1``),
+instead of a NaN that would make the factorization singular.
 """
 
 from __future__ import annotations
@@ -64,14 +69,19 @@ class Functions:
         data = []
         for kind in (VMAG, VANG):
             i = self.vnode[kind]
-            mag2 = e[i] ** 2 + f[i] ** 2
+            ei, fi = e[i], f[i]
+            mag2 = ei ** 2 + fi ** 2
+            zero = mag2 == 0.0
+            if zero.any():  # a dead node's state is exactly 0 (see the module docstring)
+                ei, fi, mag2 = np.where(zero, 1.0, ei), np.where(zero, 0.0, fi), \
+                    np.where(zero, 1.0, mag2)
             if kind == VMAG:
                 mag = np.sqrt(mag2)
-                h[self.vpos[kind]] = mag
-                data += [e[i] / mag, f[i] / mag]
+                h[self.vpos[kind]] = np.where(zero, 0.0, mag)
+                data += [ei / mag, fi / mag]
             else:
                 h[self.vpos[kind]] = np.arctan2(f[i], e[i])
-                data += [-f[i] / mag2, e[i] / mag2]
+                data += [-fi / mag2, ei / mag2]
         if len(self.ppos):
             g, b = self.g, self.b
             ir, ii = g @ e - b @ f, g @ f + b @ e

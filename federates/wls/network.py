@@ -122,6 +122,7 @@ class MeasurementBuilder:
         members: dict[int, list[str]] = defaultdict(list)
         for node, state in zip(self.net.ids, self.net.state_of):
             members[int(state)].append(node)
+        states = []
         for (kind, state), readings in sorted(self._injections.items()):
             measured = {r[1] for r in readings}
             missing = [n for n in members[state] if n in self.devices and n not in measured]
@@ -131,8 +132,10 @@ class MeasurementBuilder:
             value = sum(r[2] for r in readings) / self.net.s_base_kva
             sigma = np.sqrt(sum(r[3] ** 2 for r in readings)) / self.net.s_base_kva
             label = "+".join(f"{r[0]}:{r[1]}" for r in readings)
-            self._add(kind, state, value, sigma, label, any(r[4] for r in readings),
-                      self.net.y[state])
+            self._add(kind, state, value, sigma, label, any(r[4] for r in readings))
+            states.append(state)
+        if states:  # their admittance rows, in one slice (one by one: 0.3 s on IEEE 9500)
+            self.rows.append(self.net.y[np.array(states)])
 
     def build(self) -> MeasurementSet:
         """The collected measurements."""
