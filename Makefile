@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-se runner clean
+.PHONY: run test setup bench bench-se bench-dopf runner clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(STAMP)
 
 bench-se: $(STAMP)
 	$(BIN)/python bench/state_estimation.py
+
+bench-dopf: $(STAMP)
+	$(BIN)/python bench/dopf.py
 
 # Regenerate the top-level runner.json (a test checks it is in sync).
 runner: $(STAMP)
