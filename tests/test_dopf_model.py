@@ -99,3 +99,22 @@ def test_substation_power_and_losses(base):
     model, _, _, _ = base
     assert np.all(np.abs(model.psub_p + 1.0) < 0.1)
     assert np.all(np.abs(model.loss_p) < 0.1)
+
+
+def test_only_flexible_loads_are_problem_variables(base):
+    """The DOPF problem carries a shed variable (and a sensitivity column) per flexible
+    load only, bounded by its share of demand."""
+    from gridsim.federates.dopf.federate import _problem, flexible_positions
+
+    model = solved_model()
+    pv, loads = PVStates(**model.pv_states()), LoadStates(**model.load_states())
+    linear, _, _, _ = base
+    params = {"flexible_loads": ["s76a", "s1a"], "shed_max_fraction": 0.5, "v_min": 0.95,
+              "v_max": 1.05, "cost_curtailment": 1.0, "cost_shedding": 10.0,
+              "weight_reactive": 1e-4}
+    positions = flexible_positions(loads, params["flexible_loads"])
+    assert [loads.ids[i] for i in positions] == ["s1a", "s76a"]
+    problem = _problem(linear, pv, loads, params)
+    assert problem.n_load == 2
+    assert problem.shed_max_kw == pytest.approx([0.5 * loads.demand_kw[i] for i in positions])
+    assert np.array_equal(problem.vs_pu_per_kw, linear.vs[:, positions])
