@@ -29,7 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate proce
 import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
 import numpy as np  # noqa: E402
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make  # noqa: E402
-from gridsim.federates.dopf.federate import _operating_point, _problem  # noqa: E402
+from gridsim.federates.dopf.federate import build_problem, operating_point  # noqa: E402
 from gridsim.federates.dopf.sensitivity import Devices, linearize  # noqa: E402
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
 
@@ -52,9 +52,9 @@ def noon_problem():
                         load_scale=feeder["load_scale"])
     msgs = feeder_step(model, 0.0)
     net = Network.from_topology(msgs["topology"])
-    v = _operating_point(net, msgs["voltages_magnitude"], msgs["voltages_angle"])
+    v = operating_point(net, msgs["voltages_magnitude"], msgs["voltages_angle"])
     linear = linearize(net, v, Devices.from_states(net, msgs["pv_states"], msgs["load_states"]))
-    return _problem(linear, msgs["pv_states"], msgs["load_states"], params), linear
+    return build_problem(linear, msgs["pv_states"], msgs["load_states"], params), linear
 
 
 def instance(base, linear, rng):

@@ -12,7 +12,7 @@ model loop
     A fresh process stepping gridsim's `FeederModel` and doing everything the feeder
     federate does per step except HELICS: solve, ``sync_network``, voltages, the statistics
     of the summary, reading every state and building every linked message with
-    ``model_dump_json`` (the federate's own ``_publish`` against a sink instead of HELICS).
+    ``model_dump_json`` (the federate's own ``publish_step`` against a sink instead of HELICS).
     It separates gridsim's own per-step work from the co-simulation transport.
 federation
     ``gridsim run SCENARIO --out TMP --quiet`` (broker, feeder, recorder processes). Read
@@ -136,7 +136,7 @@ for k in range(clock["n_steps"]):
     v_pu = model.voltages_pu()
     stats.add(v_pu, rejected)
     t3 = time.perf_counter()
-    ff._publish(sink, model, t, v_pu, changed)
+    ff.publish_step(sink, model, t, v_pu, changed)
     t4 = time.perf_counter()
     phase["solve_s"] += t1 - t0
     phase["sync_network_s"] += t2 - t1

@@ -158,7 +158,7 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
 
 def child_9500(limit_s: float) -> None:
     """The IEEE 9500 measurements; one JSON line per event on stdout (see `measure_9500`)."""
-    from gridsim.federates.wls.federate import _rebuild
+    from gridsim.federates.wls.federate import rebuild_estimator
 
     from gridsim.offline import EstimatorChain, SensorChain
 
@@ -172,7 +172,8 @@ def child_9500(limit_s: float) -> None:
          nodes=feeder["nodes"], deenergized_nodes=int((truth_v < 0.1).sum()))
     chain = EstimatorChain()
     t0 = time.perf_counter()
-    chain.estimator = _rebuild(None, messages["topology"], chain.s_base_kva, chain.settings)
+    chain.estimator = rebuild_estimator(None, messages["topology"], chain.s_base_kva,
+                                        chain.settings)
     net = chain.estimator.net
     emit("build", build_s=time.perf_counter() - t0, states=net.n, nodes=len(net.ids),
          zero_injection=len(net.zero_injection), slack=len(net.slack),

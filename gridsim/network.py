@@ -119,7 +119,8 @@ class Network:
         devices = {int(state_of[index[d]]) for d in topology.device_nodes if d in index}
         zero = np.array(sorted(set(range(n_states)) - devices - set(slack.tolist())), dtype=int)
         net = cls(ids, index, state_of, base[first], y, slack, angles[first][slack], zero,
-                  np.exp(1j * angles[first]), s_base_kva, t, set(topology.device_nodes))
+                  np.exp(1j * angles[first]), s_base_kva, t, set(topology.device_nodes),
+                  topology.revision)
         net.lines = {b.name: net._line_rows(b.from_nodes, b.to_nodes, b.yprim, s_base)
                      for b in topology.branches}
         net.floating = floating_islands(net, topology)

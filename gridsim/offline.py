@@ -18,7 +18,7 @@ from gridsim.federates.feeder.model import FeederModel
 from gridsim.federates.sensor import federate as sensor_federate
 from gridsim.federates.sensor.sensing import SensorConfig
 from gridsim.federates.wls.estimator import Estimate, Settings, WLSEstimator
-from gridsim.federates.wls.federate import _measurements, _rebuild
+from gridsim.federates.wls.federate import measurement_set, rebuild_estimator
 
 
 class _Collect:
@@ -42,7 +42,7 @@ def feeder_step(model: FeederModel, t: float, topology: m.Topology | None = None
     model.solve()
     changed = model.sync_network()
     collect = _Collect()
-    feeder_federate._publish(collect, model, t, model.voltages_pu(), changed)
+    feeder_federate.publish_step(collect, model, t, model.voltages_pu(), changed)
     if "topology" not in collect.messages:
         collect.messages["topology"] = topology
     return collect.messages
@@ -79,9 +79,10 @@ class EstimatorChain:
     def estimate(self, topology: m.Topology, measured: dict) -> Estimate:
         """One estimate; the wall time of building the measurements and estimating is kept."""
         if self.estimator is None or self.estimator.net.revision != topology.revision:
-            self.estimator = _rebuild(self.estimator, topology, self.s_base_kva, self.settings)
+            self.estimator = rebuild_estimator(self.estimator, topology, self.s_base_kva,
+                                               self.settings)
         t0 = time.perf_counter()
-        result = self.estimator.estimate(_measurements(self.estimator.net,
+        result = self.estimator.estimate(measurement_set(self.estimator.net,
                                                        {"topology": topology, **measured}))
         self.solve_s.append(time.perf_counter() - t0)
         return result

@@ -104,7 +104,7 @@ def test_substation_power_and_losses(base):
 def test_only_flexible_loads_are_problem_variables(base):
     """The DOPF problem carries a shed variable (and a sensitivity column) per flexible
     load only, bounded by its share of demand."""
-    from gridsim.federates.dopf.federate import _problem, flexible_positions
+    from gridsim.federates.dopf.federate import build_problem, flexible_positions
 
     model = solved_model()
     pv, loads = PVStates(**model.pv_states()), LoadStates(**model.load_states())
@@ -114,7 +114,7 @@ def test_only_flexible_loads_are_problem_variables(base):
               "weight_reactive": 1e-4}
     positions = flexible_positions(loads, params["flexible_loads"])
     assert [loads.ids[i] for i in positions] == ["s1a", "s76a"]
-    problem = _problem(linear, pv, loads, params)
+    problem = build_problem(linear, pv, loads, params)
     assert problem.n_load == 2
     assert problem.shed_max_kw == pytest.approx([0.5 * loads.demand_kw[i] for i in positions])
     assert np.array_equal(problem.vs_pu_per_kw, linear.vs[:, positions])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gridsim.federates.feeder.model import FeederModel
-from gridsim.federates.wls.federate import _measurements
+from gridsim.federates.wls.federate import measurement_set
 from gridsim.federates.wls.functions import Functions
 from gridsim.feeders import resolve
 
@@ -111,7 +111,7 @@ def test_the_measurement_model_agrees_with_the_truth(f9500, truth):
     chain.estimate(f9500["topology"], measured)
     est = chain.estimator
     net = est.net
-    ms = _measurements(net, {"topology": f9500["topology"], **measured})
+    ms = measurement_set(net, {"topology": f9500["topology"], **measured})
     v = np.zeros(net.n, dtype=complex)
     for node, i in net.index.items():
         v[net.state_of[i]] = truth[node]

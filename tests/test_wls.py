@@ -66,6 +66,18 @@ def topology(lines=LINES, devices=DEVICES) -> tuple[m.Topology, np.ndarray]:
     return msg, y
 
 
+def with_stray_bus(msg: m.Topology) -> m.Topology:
+    """`msg` plus a bus "z" that nothing connects: a zero row of Y, a singular system."""
+    ids = msg.ids + nodes("z")
+    return msg.model_copy(update={
+        "ids": ids,
+        "base_voltage_magnitudes": m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
+                                                       units="V"),
+        "base_voltage_angles": m.VoltagesAngle(
+            ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
+            units="deg")})
+
+
 def true_state(msg: m.Topology, y: np.ndarray, seed: int = 0,
                lines=LINES) -> np.ndarray:
     """Node voltages (V): slack at 1.02 p.u. and its angles, devices drawn near 0.97 p.u.
@@ -300,15 +312,7 @@ def test_a_singular_system_raises_estimation_error_and_forgets_the_warm_start():
     a zero constraint row): the factorization is singular; the estimator says so with
     `EstimationError` and starts the next estimate from the no-load voltages."""
     msg, y = topology()
-    ids = msg.ids + nodes("z")
-    stray = msg.model_copy(update={
-        "ids": ids,
-        "base_voltage_magnitudes": m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
-                                                       units="V"),
-        "base_voltage_angles": m.VoltagesAngle(
-            ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
-            units="deg")})
-    net = Network.from_topology(stray)
+    net = Network.from_topology(with_stray_bus(msg))
     est = WLSEstimator(net)
     est.x = est.x + 0.01
     with pytest.raises(EstimationError, match="singular"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gridsim.federates.wls import federate
 from gridsim.federates.wls.estimator import EstimationError, WLSEstimator
-from test_wls import BASE_V, topology, true_state
+from test_wls import BASE_V, topology, true_state, with_stray_bus
 
 from gridsim import messages as m
 from gridsim.network import Network
@@ -104,18 +104,10 @@ def test_a_really_singular_network_does_not_stop_the_federate():
     """Without any stand-in: a topology with a bus nothing connects (a zero row of Y and a
     zero constraint row) makes every estimate fail; the federate reports each step."""
     inputs = step_inputs(0)
-    msg = inputs["topology"]
-    ids = msg.ids + ["z.1", "z.2", "z.3"]
-    inputs["topology"] = msg.model_copy(update={
-        "ids": ids,
-        "base_voltage_magnitudes": m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
-                                                       units="V"),
-        "base_voltage_angles": m.VoltagesAngle(
-            ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
-            units="deg")})
+    inputs["topology"] = with_stray_bus(inputs["topology"])
     with pytest.raises(EstimationError):
         WLSEstimator(Network.from_topology(inputs["topology"])).estimate(
-            federate._measurements(Network.from_topology(inputs["topology"]), inputs))
+            federate.measurement_set(Network.from_topology(inputs["topology"]), inputs))
     rt = StubRuntime([inputs, inputs])
     summary = federate.run(rt)
     assert [port for _, port, _ in rt.published] == ["diagnostics", "diagnostics"]

@@ -54,11 +54,10 @@ def run(rt: FederateRuntime) -> dict:
             continue
         if net is None or net.revision != latest["topology"].revision:
             net = Network.from_topology(latest["topology"])
-            net.revision = latest["topology"].revision
         pv, loads = latest["pv_states"], latest["load_states"]
-        v_nodes = _operating_point(net, latest["voltages_magnitude"], latest["voltages_angle"])
+        v_nodes = operating_point(net, latest["voltages_magnitude"], latest["voltages_angle"])
         model = linearize(net, v_nodes, Devices.from_states(net, pv, loads))
-        problem = _problem(model, pv, loads, p)
+        problem = build_problem(model, pv, loads, p)
         solution = algorithm.solve(problem, warm_start=previous)
         applied = solution.status == "optimal"
         if applied:
@@ -81,7 +80,7 @@ def run(rt: FederateRuntime) -> dict:
     return {"algorithm": algorithm.name, **record.summary()}
 
 
-def _operating_point(net: Network, magnitude: m.VoltagesMagnitude,
+def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
                      angle: m.VoltagesAngle) -> np.ndarray:
     """Complex node voltages (p.u.) from the estimate; nodes it lacks take no-load values."""
     v = net.v_start[net.state_of].copy()
@@ -93,7 +92,7 @@ def _operating_point(net: Network, magnitude: m.VoltagesMagnitude,
     return v
 
 
-def _problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: dict) -> DOPFProblem:
+def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: dict) -> DOPFProblem:
     """The DOPF instance, its voltages brought back to no curtailment and no shedding."""
     available = np.asarray(pv.available_kw)
     curt_now = np.clip(available - np.asarray(pv.p_kw), 0.0, None)

@@ -41,7 +41,7 @@ def run(rt: FederateRuntime) -> dict:
         changed = model.sync_network()
         v_pu = model.voltages_pu()
         stats.add(v_pu, rejected)
-        _publish(rt, model, t, v_pu, changed)
+        publish_step(rt, model, t, v_pu, changed)
         if accepted or rejected:
             for r in rejected:
                 log.warning("step %d: rejected %s %r: %s", k, r.port, r.name, r.reason)
@@ -62,7 +62,7 @@ def _apply_commands(rt: FederateRuntime, model: FeederModel) -> tuple[int, list[
     return accepted, rejected
 
 
-def _publish(rt: FederateRuntime, model: FeederModel, t: float, v_pu: np.ndarray,
+def publish_step(rt: FederateRuntime, model: FeederModel, t: float, v_pu: np.ndarray,
              topology_changed: bool) -> None:
     """Publish every linked output of this step.
 

@@ -50,9 +50,9 @@ def run(rt: FederateRuntime) -> dict:
         if "topology" not in latest or "voltages_magnitude" not in latest:
             continue
         if estimator is None or estimator.net.revision != latest["topology"].revision:
-            estimator = _rebuild(estimator, latest["topology"], p["s_base_kva"], settings)
+            estimator = rebuild_estimator(estimator, latest["topology"], p["s_base_kva"], settings)
         t0 = time.perf_counter()
-        ms = _measurements(estimator.net, latest)
+        ms = measurement_set(estimator.net, latest)
         try:
             result = estimator.estimate(ms)
         except EstimationError as exc:
@@ -91,11 +91,10 @@ def run(rt: FederateRuntime) -> dict:
     return {"algorithm": "wls", **stats.summary(), **score.summary()}
 
 
-def _rebuild(old: WLSEstimator | None, topology: m.Topology, s_base_kva: float,
+def rebuild_estimator(old: WLSEstimator | None, topology: m.Topology, s_base_kva: float,
              settings: Settings) -> WLSEstimator:
     """An estimator on the new topology, warm-started from `old` where nodes match."""
     net = Network.from_topology(topology, s_base_kva)
-    net.revision = topology.revision
     estimator = WLSEstimator(net, settings)
     if old is not None:
         n_old, n = old.net.n, net.n
@@ -108,7 +107,7 @@ def _rebuild(old: WLSEstimator | None, topology: m.Topology, s_base_kva: float,
     return estimator
 
 
-def _measurements(net: Network, latest: dict):
+def measurement_set(net: Network, latest: dict):
     """The step's measurement set from the latest message of each port."""
     b = MeasurementBuilder(net)
     vm = latest["voltages_magnitude"]
