@@ -197,6 +197,10 @@ class RegulatorStates(DeviceArrays):
     transformer: list[str]
     tap: list[int] = Field(description="Tap position, steps from neutral.")
     tap_ratio: list[float] = Field(description="Winding tap in pu.")
+    primary: list[str] = Field(description="Bus and phases of winding 1, e.g. '9.1'.")
+    secondary: list[str] = Field(description="Bus and phases of winding 2 (the tapped one).")
+    tap_step: list[float] = Field(description="Change of the winding tap per step, pu.")
+    tap_limit: list[int] = Field(description="Steps either side of neutral.")
 
 
 class CapacitorStates(DeviceArrays):
@@ -204,6 +208,8 @@ class CapacitorStates(DeviceArrays):
 
     states: list[list[int]]
     kvar: list[float] = Field(description="Rated kvar of each bank.")
+    bus: list[str] = Field(description="Bus and phases of each bank, e.g. '88.1'.")
+    kv: list[float] = Field(description="Rated voltage, kV (line to line if polyphase).")
 
 
 class BranchFlows(DeviceArrays):
@@ -248,6 +254,8 @@ class DOPFDiagnostics(Message):
     solve_time_s: float = Field(0.0, description="Wall-clock time of the solve, s.")
     curtailment_kw: float = Field(0.0, description="Total PV curtailment decided, kW.")
     shed_kw: float = Field(0.0, description="Total load shedding decided, kW.")
+    tap_moves: int = Field(0, description="Regulator tap steps moved, all regulators.")
+    capacitor_switches: int = Field(0, description="Capacitor banks switched.")
     v_max_pu: float | None = Field(None, description="Highest |V| seen before the solve.")
     v_max_predicted_pu: float | None = Field(None, description="Highest |V| the linear model "
                                                                "predicts after it.")

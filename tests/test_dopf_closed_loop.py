@@ -79,3 +79,26 @@ def test_dopf_summary_reports_the_run(controlled):
     assert len(dopf["objective_per_step"]) == len(dopf["v_max_seen_pu"]) == 96
     assert dopf["curtailed_energy_kwh"] >= 0.0
     assert controlled["feeder"]["rejected_commands"] == 0
+
+
+@pytest.fixture(scope="module")
+def discrete(run_gridsim, repo_root, tmp_path_factory):
+    """``scenarios/ieee123-dopf-discrete.yaml``: the DOPF also sets taps and banks."""
+    tmp = tmp_path_factory.mktemp("discrete")
+    data = yaml.safe_load((repo_root / "scenarios" / "ieee123-dopf-discrete.yaml").read_text())
+    data["feeder_overlays"] = [str(repo_root / "scenarios" / p) for p in data["feeder_overlays"]]
+    path = tmp / "discrete.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return run(run_gridsim, path, tmp / "run")
+
+
+def test_dopf_with_taps_and_banks_keeps_the_limit(discrete):
+    """With tap steps cheap (0.2 per step) and reactive power dear, the DOPF moves
+    regulators; the real maximum still returns under the limit within four steps, the
+    minimum stays above 0.95 - 0.002, and the feeder accepts every command."""
+    feeder, dopf = discrete["feeder"], discrete["dopf"]
+    assert all(length <= 4 for length in excursions(feeder["v_max_pu_per_step"]))
+    assert feeder["v_min_pu"] >= 0.95 - 0.002
+    assert dopf["statuses"] == {"optimal": 96}
+    assert dopf["tap_moves"] > 0
+    assert feeder["rejected_commands"] == 0

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import opendssdirect as dss
 import pytest
-from gridsim.federates.dopf.sensitivity import Devices, linearize
+from gridsim.federates.dopf.sensitivity import Devices, DiscreteDevices, linearize
 from gridsim.federates.feeder.federate import topology_message
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.feeders import resolve
 
-from gridsim.messages import LoadStates, PVStates
+from gridsim.messages import CapacitorStates, LoadStates, PVStates, RegulatorStates
 from gridsim.network import Network
 
 NOON = datetime(2026, 7, 1, 12)
@@ -47,8 +47,20 @@ def base():
     net = Network.from_topology(topology)
     loads = LoadStates(**model.load_states())
     devices = Devices.from_states(net, PVStates(**model.pv_states()), loads)
+    regulators, capacitors = discrete_states(model)
+    discrete = DiscreteDevices.from_states(net, regulators, capacitors, regulators.ids,
+                                           capacitors.ids)
     v = node_voltages(model, net.ids)
-    return linearize(net, v, devices), devices, np.abs(v), dict(zip(loads.ids, loads.p_kw))
+    return (linearize(net, v, devices, discrete), devices, np.abs(v),
+            dict(zip(loads.ids, loads.p_kw)))
+
+
+def discrete_states(model: FeederModel) -> tuple[RegulatorStates, CapacitorStates]:
+    """The feeder's regulator and capacitor messages, as the DOPF receives them."""
+    states = model.capacitor_states()
+    return (RegulatorStates(**model.regulator_states()),
+            CapacitorStates(ids=list(states), states=list(states.values()),
+                            **model.capacitor_ratings()))
 
 
 def moved(command) -> np.ndarray:
@@ -92,6 +104,34 @@ def test_load_shed(base):
     cap = drawn["s76a"] / 2
     actual = moved(lambda m: m.set_load_caps("caps", ["s76a"], [cap])) - v0
     check(model.vs[:, i] * (drawn["s76a"] - cap), actual, 0.05)
+
+
+@pytest.mark.parametrize(("regulator", "steps"), [("creg2a", 2), ("creg1a", -3),
+                                                  ("creg4b", 1)])
+def test_regulator_tap(base, regulator, steps):
+    """A tap move (single phase, or creg1a's three phases ganged at the head of the
+    feeder) is a change of admittance; its response matches OpenDSS's."""
+    model, _, v0, _ = base
+    position = {name: tap for name, tap in zip(*_taps())}
+    j = _taps()[0].index(regulator)
+    actual = moved(lambda m: m.set_taps("taps", [regulator],
+                                        [position[regulator] + steps])) - v0
+    check(model.vt[:, j] * steps, actual, 0.05)
+
+
+def _taps() -> tuple[list[str], list[int]]:
+    states = RegulatorStates(**solved_model().regulator_states())
+    return list(states.ids), list(states.tap)
+
+
+@pytest.mark.parametrize("bank", ["c83", "c90b"])
+def test_capacitor_switching(base, bank):
+    """Opening a closed bank (600 kvar three-phase, 50 kvar single-phase) matches
+    OpenDSS's response to the negative of its closing column."""
+    model, _, v0, _ = base
+    names = list(solved_model().capacitor_states())
+    actual = moved(lambda m: m.set_capacitors("caps", [bank], [0])) - v0
+    check(-model.vc[:, names.index(bank)], actual, 0.05)
 
 
 def test_substation_power_and_losses(base):

@@ -176,7 +176,7 @@ def test_open_capacitor_changes_network_and_flows():
     net = model.network
     i83 = net.ids.index("83.1")
     y_closed = net.y[i83, i83]
-    kvar = dict(zip(dss.Capacitors.AllNames(), model.capacitor_kvar()))["c83"]
+    kvar = dict(zip(dss.Capacitors.AllNames(), model.capacitor_ratings()["kvar"]))["c83"]
     assert model.capacitor_states()["c83"] == [1]
 
     assert model.set_capacitors("capacitor_commands", ["C83"], [0]) == (1, [])

@@ -15,11 +15,19 @@ setpoints in force unchanged and says why in ``diagnostics``; it never stops the
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from gridsim.federates.dopf.algorithms import make
+from gridsim.federates.dopf.discrete import DiscreteProblem, solve_discrete
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
-from gridsim.federates.dopf.sensitivity import Devices, LinearModel, linearize
+from gridsim.federates.dopf.sensitivity import (
+    DEAD_PU,
+    Devices,
+    DiscreteDevices,
+    LinearModel,
+    linearize,
+)
 
 from gridsim import messages as m
 from gridsim.network import Network
@@ -36,17 +44,20 @@ def run(rt: FederateRuntime) -> dict:
     """Solve every period; returns the summary part."""
     p = rt.parameters
     algorithm = make(p["algorithm"])
+    ports = _PORTS + (("regulator_states",) if p["controlled_regulators"] else ()) + (
+        ("capacitor_states",) if p["controlled_capacitors"] else ())
     latest: dict[str, m.Message] = {}
     net: Network | None = None
     previous: Solution | None = None
+    pv_before: m.PVStates | None = None
     record = _Record(rt.step_s)
     rt.enter()
     for _, granted in rt.step_times():
         t = rt.step_index(granted) * rt.step_s
-        for port in _PORTS:
+        for port in ports:
             for _, msg in rt.updates(port):
                 latest[port] = msg
-        missing = [port for port in _PORTS if port not in latest]
+        missing = [port for port in ports if port not in latest]
         if missing:
             rt.publish("diagnostics", m.DOPFDiagnostics(
                 time_s=t, algorithm=algorithm.name, status="skipped", applied=False,
@@ -54,30 +65,91 @@ def run(rt: FederateRuntime) -> dict:
             continue
         if net is None or net.revision != latest["topology"].revision:
             net = Network.from_topology(latest["topology"])
-        pv, loads = latest["pv_states"], latest["load_states"]
-        v_nodes = operating_point(net, latest["voltages_magnitude"], latest["voltages_angle"])
-        model = linearize(net, v_nodes, Devices.from_states(net, pv, loads))
-        problem = build_problem(model, pv, loads, p)
-        solution = algorithm.solve(problem, warm_start=previous)
+        step = solve_step(net, latest, p, algorithm, previous,
+                          forecast(latest["pv_states"], pv_before, p["pv_forecast"]))
+        pv_before = latest["pv_states"]
+        solution = step.solution
         applied = solution.status == "optimal"
         if applied:
-            _publish_setpoints(rt, t, pv, loads, solution, p["flexible_loads"])
+            _publish_setpoints(rt, t, latest["pv_states"], latest["load_states"], solution,
+                               p["flexible_loads"], step.problem.available_kw)
+            _publish_discrete(rt, t, step)
             previous = solution
         else:
             log.warning("t=%.0f s: %s solve %s; setpoints in force kept", t, algorithm.name,
                         solution.status)
-        predicted = problem.voltages_pu(solution.x) if applied else None
+        predicted = step.problem.voltages_pu(solution.x) if applied else None
         rt.publish("diagnostics", m.DOPFDiagnostics(
             time_s=t, algorithm=algorithm.name, status=solution.status, applied=applied,
             reason="" if applied else f"{solution.status}: setpoints in force kept",
-            objective=solution.objective if np.isfinite(solution.objective) else None,
-            iterations=solution.iterations, solve_time_s=solution.solve_time_s,
+            objective=step.objective if np.isfinite(step.objective) else None,
+            iterations=solution.iterations, solve_time_s=step.solve_time_s,
             curtailment_kw=float(solution.curt.sum()), shed_kw=float(solution.shed.sum()),
-            v_max_pu=float(model.v0.max()),
+            tap_moves=step.tap_moves if applied else 0,
+            capacitor_switches=step.capacitor_switches if applied else 0,
+            v_max_pu=float(step.v0.max()),
             v_max_predicted_pu=float(predicted.max()) if predicted is not None else None))
-        record.add(solution, applied, model.v0, pv, p["v_max"])
+        record.add(step, applied, latest["pv_states"], p["v_max"])
     rt.timing["solve_s_per_step"] = record.solve_s
     return {"algorithm": algorithm.name, **record.summary()}
+
+
+@dataclass
+class Step:
+    """One DOPF solve: the problem as solved and what was decided."""
+
+    problem: DOPFProblem
+    """The continuous problem of the chosen discrete settings (the base problem if none)."""
+    solution: Solution
+    objective: float
+    """Objective, with the discrete devices' operation costs."""
+    solve_time_s: float
+    v0: np.ndarray
+    """|V| at the operating point, p.u."""
+    discrete: DiscreteDevices | None = None
+    taps: np.ndarray | None = None
+    caps: np.ndarray | None = None
+
+    @property
+    def tap_moves(self) -> int:
+        if self.discrete is None:
+            return 0
+        return int(np.abs(self.taps - self.discrete.tap_position).sum())
+
+    @property
+    def capacitor_switches(self) -> int:
+        if self.discrete is None:
+            return 0
+        return int(np.abs(self.caps - self.discrete.cap_state).sum())
+
+
+def solve_step(net: Network, latest: dict[str, m.Message], p: dict, algorithm,
+               previous: Solution | None = None,
+               available_next_kw: np.ndarray | None = None) -> Step:
+    """Linearize at the latest operating point and solve, with the discrete devices the
+    parameters list (`gridsim.federates.dopf.discrete`), if any, for the PV availability
+    `available_next_kw` (None: as it is now)."""
+    pv, loads = latest["pv_states"], latest["load_states"]
+    v_nodes = operating_point(net, latest["voltages_magnitude"], latest["voltages_angle"])
+    discrete = None
+    if p["controlled_regulators"] or p["controlled_capacitors"]:
+        discrete = DiscreteDevices.from_states(
+            net, latest.get("regulator_states"), latest.get("capacitor_states"),
+            p["controlled_regulators"], p["controlled_capacitors"])
+    model = linearize(net, v_nodes, Devices.from_states(net, pv, loads), discrete)
+    problem = build_problem(model, pv, loads, p, available_next_kw)
+    if discrete is None:
+        solution = algorithm.solve(problem, warm_start=previous)
+        return Step(problem, solution, solution.objective, solution.solve_time_s, model.v0)
+    mixed = DiscreteProblem(
+        problem, model.vt, discrete.tap_position,
+        np.maximum(discrete.tap_position - p["max_tap_move"], -discrete.tap_limit),
+        np.minimum(discrete.tap_position + p["max_tap_move"], discrete.tap_limit),
+        model.vc, discrete.cap_state, model.psub_t, model.psub_c,
+        c_tap=p["cost_tap"], c_cap=p["cost_capacitor"])
+    result = solve_discrete(mixed, algorithm, warm_start=previous)
+    return Step(mixed.fixed(result.taps, result.caps), result.solution, result.objective,
+                result.solve_time_s, model.v0, discrete, result.taps, result.caps)
 
 
 def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
@@ -92,8 +164,11 @@ def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
     return v
 
 
-def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: dict) -> DOPFProblem:
-    """The DOPF instance, its voltages brought back to no curtailment and no shedding."""
+def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: dict,
+                  available_next_kw: np.ndarray | None = None) -> DOPFProblem:
+    """The DOPF instance, its voltages brought back to no curtailment and no shedding,
+    and moved to the PV availability expected when the setpoints apply (`forecast`), if
+    given. De-energized nodes (`DEAD_PU`) have no lower limit."""
     available = np.asarray(pv.available_kw)
     curt_now = np.clip(available - np.asarray(pv.p_kw), 0.0, None)
     demand = np.asarray(loads.demand_kw)
@@ -101,13 +176,31 @@ def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: di
         [cap is not None for cap in loads.cap_kw])
     flexible = flexible_positions(loads, p["flexible_loads"])
     v_free = model.v0 + model.vp @ curt_now - model.vs @ shed_now
+    if available_next_kw is not None:
+        v_free = v_free + model.vp @ (available_next_kw - available)
+        available = available_next_kw
     return DOPFProblem(
         v0_pu=v_free, vp_pu_per_kw=model.vp, vq_pu_per_kvar=model.vq,
         vs_pu_per_kw=model.vs[:, flexible], available_kw=available,
         kva_rating=np.asarray(pv.kva_rating), q0_kvar=np.asarray(pv.q_kvar),
         shed_max_kw=p["shed_max_fraction"] * demand[flexible],
-        v_min_pu=p["v_min"], v_max_pu=p["v_max"], c_curt=p["cost_curtailment"],
+        v_min_pu=np.where(model.v0 < DEAD_PU, 0.0, p["v_min"]), v_max_pu=p["v_max"],
+        c_curt=p["cost_curtailment"],
         c_shed=p["cost_shedding"], w_q=p["weight_reactive"])
+
+
+def forecast(pv: m.PVStates, previous: m.PVStates | None, method: str) -> np.ndarray | None:
+    """PV availability expected at the next step, when the setpoints apply (kW).
+
+    ``"trend"``: the last step's change continued once, kept within [0, 2 x now] (a morning
+    ramp gains about 0.0035 p.u. per step on the DOPF scenario, which a controller acting
+    on the present alone lets through for hours). ``"none"``: availability stays as it is
+    (returns None).
+    """
+    if method == "none" or previous is None or list(previous.ids) != list(pv.ids):
+        return None
+    now = np.asarray(pv.available_kw)
+    return np.clip(2.0 * now - np.asarray(previous.available_kw), 0.0, 2.0 * now)
 
 
 def flexible_positions(loads: m.LoadStates, flexible: list[str]) -> np.ndarray:
@@ -118,9 +211,23 @@ def flexible_positions(loads: m.LoadStates, flexible: list[str]) -> np.ndarray:
     return np.array([i for i, load in enumerate(loads.ids) if load in wanted], dtype=int)
 
 
+def _publish_discrete(rt: FederateRuntime, t: float, step: Step) -> None:
+    """Positions of every controlled regulator and bank, moved or not (a command also
+    disables the device's own control in the feeder)."""
+    d = step.discrete
+    if d is None:
+        return
+    if d.n_tap:
+        rt.publish("tap_commands", m.TapCommands(time_s=t, ids=d.tap_ids,
+                                                 taps=[int(x) for x in step.taps]))
+    if d.n_cap:
+        rt.publish("capacitor_commands", m.CapacitorCommands(
+            time_s=t, ids=d.cap_ids, states=[int(x) for x in step.caps]))
+
+
 def _publish_setpoints(rt: FederateRuntime, t: float, pv: m.PVStates, loads: m.LoadStates,
-                       solution: Solution, flexible: list[str]) -> None:
-    available = np.asarray(pv.available_kw)
+                       solution: Solution, flexible: list[str], available: np.ndarray) -> None:
+    """PV limits (availability the problem planned for, less curtailment) and load caps."""
     limits = [float(a - c) if c > 0.01 else LIFT_KW for a, c in zip(available, solution.curt)]
     rt.publish("pv_setpoints", m.PVSetpoints(time_s=t, ids=list(pv.ids), p_max_kw=limits,
                                              q_kvar=[float(q) for q in solution.q]))
@@ -142,20 +249,26 @@ class _Record:
         self.v_max_seen: list[float] = []
         self.curtailed_kwh = 0.0
         self.violations = 0
+        self.tap_moves = 0
+        self.capacitor_switches = 0
         self.solve_s: list[float] = []
 
-    def add(self, solution: Solution, applied: bool, v0: np.ndarray, pv: m.PVStates,
-            v_max: float) -> None:
+    def add(self, step: Step, applied: bool, pv: m.PVStates, v_max: float) -> None:
+        solution, v0 = step.solution, step.v0
         self.statuses[solution.status] = self.statuses.get(solution.status, 0) + 1
-        self.objective.append(float(solution.objective) if applied else None)
+        self.objective.append(float(step.objective) if applied else None)
         self.v_max_seen.append(float(v0.max()))
         self.violations += bool(v0.max() > v_max + 1e-9)
+        if applied:
+            self.tap_moves += step.tap_moves
+            self.capacitor_switches += step.capacitor_switches
         available, output = np.asarray(pv.available_kw), np.asarray(pv.p_kw)
         self.curtailed_kwh += float(np.clip(available - output, 0, None).sum()) * self.step_h
-        self.solve_s.append(solution.solve_time_s)
+        self.solve_s.append(step.solve_time_s)
 
     def summary(self) -> dict:
         return {"solves": len(self.objective), "statuses": self.statuses,
                 "objective_per_step": self.objective, "v_max_seen_pu": self.v_max_seen,
                 "steps_above_v_max": self.violations,
-                "curtailed_energy_kwh": self.curtailed_kwh}
+                "curtailed_energy_kwh": self.curtailed_kwh, "tap_moves": self.tap_moves,
+                "capacitor_switches": self.capacitor_switches}

@@ -110,7 +110,7 @@ def _publish_devices(rt: FederateRuntime, model: FeederModel, t: float) -> None:
         states = model.capacitor_states()
         rt.publish("capacitor_states", m.CapacitorStates.model_construct(
             time_s=t, ids=list(states), states=list(states.values()),
-            kvar=model.capacitor_kvar()))
+            **model.capacitor_ratings()))
 
 
 def topology_message(model: FeederModel, t: float) -> m.Topology:

@@ -200,9 +200,14 @@ class FeederModel:
                 in zip(self.catalog.tap_ranges, self.tap_ratios())]
 
     def regulator_states(self) -> dict[str, list]:
-        """Tap position and ratio of every regulator control."""
-        return {"ids": self.catalog.regulators, "transformer": self.catalog.reg_transformers,
-                "tap": self._tap_numbers(), "tap_ratio": self.tap_ratios()}
+        """Tap position and ratio of every regulator control, with its windings' buses."""
+        c = self.catalog
+        return {"ids": c.regulators, "transformer": c.reg_transformers,
+                "tap": self._tap_numbers(), "tap_ratio": self.tap_ratios(),
+                "primary": [w[0] for w in c.reg_windings],
+                "secondary": [w[1] for w in c.reg_windings],
+                "tap_step": [step for _, step, _ in c.tap_ranges],
+                "tap_limit": [half for _, _, half in c.tap_ranges]}
 
     def capacitor_states(self) -> dict[str, list[int]]:
         """Step states (1 closed) of every capacitor bank."""
@@ -213,12 +218,14 @@ class FeederModel:
             more = dss.Capacitors.Next()
         return states
 
-    def capacitor_kvar(self) -> list[float]:
-        """Rated kvar of every capacitor bank."""
-        out = []
+    def capacitor_ratings(self) -> dict[str, list]:
+        """Rated kvar, bus (with phases) and rated kV of every capacitor bank."""
+        out: dict[str, list] = {"kvar": [], "bus": [], "kv": []}
         for cap in dss.Capacitors.AllNames():
             dss.Capacitors.Name(cap)
-            out.append(dss.Capacitors.kvar())
+            out["kvar"].append(dss.Capacitors.kvar())
+            out["bus"].append(dss.CktElement.BusNames()[0].lower())
+            out["kv"].append(dss.Capacitors.kV())
         return out
 
     # -- commands (see commands.py) -----------------------------------------------------
@@ -270,6 +277,8 @@ class Catalog:
     regulators: list[str]
     reg_transformers: list[str]
     tap_ranges: list[tuple[float, float, int]]
+    reg_windings: list[tuple[str, str]]
+    """Bus (with phases) of winding 1 and winding 2 of each regulator's transformer."""
     branch_ids: list[str]
     generators: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of every generator ('generator') then storage unit ('storage')."""
@@ -302,10 +311,13 @@ class Catalog:
             pvs.append(dss.PVsystems.Name())
             pv_buses.append(dss.CktElement.BusNames()[0].lower())
             more = dss.PVsystems.Next()
-        regs, transformers = list(dss.RegControls.AllNames()), []
+        regs, transformers, windings = list(dss.RegControls.AllNames()), [], []
         for reg in regs:
             dss.RegControls.Name(reg)
             transformers.append(dss.RegControls.Transformer().lower())
+            dss.Transformers.Name(transformers[-1])
+            winding_buses = [b.lower() for b in dss.CktElement.BusNames()]
+            windings.append((winding_buses[0], winding_buses[1]))
         branch_ids, switches = [], set()
         more = dss.Lines.First()
         while more:
@@ -329,7 +341,8 @@ class Catalog:
                     gen_delta.append(dss.Properties.Value("conn").lower().startswith("d"))
                 more = iface.Next()
         return cls(loads, buses, np.asarray(base), shape_names, delta, shapes, pvs, pv_buses, regs,
-                   transformers, [commands.tap_range(t) for t in transformers], branch_ids,
+                   transformers, [commands.tap_range(t) for t in transformers], windings,
+                   branch_ids,
                    generators, gen_buses, gen_kva, gen_delta, switches)
 
     def multiplier(self, load: str, hour: float) -> float:
