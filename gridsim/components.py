@@ -119,6 +119,10 @@ class ComponentDefinition(BaseModel):
     dynamic_inputs: list[InputPort] = []
     dynamic_outputs: list[OutputPort] = []
     timing: Timing = Timing()
+    parameter_check: str | None = Field(
+        None, description="'module:function' taking the parameters (defaults filled in) and "
+                          "returning the problems found, as (parameter, message) pairs: "
+                          "checks a type name alone cannot express (nested lists, ranges).")
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called `name`, if declared."""

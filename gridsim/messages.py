@@ -305,6 +305,74 @@ class CommandReport(Message):
     rejected: list[RejectedCommand]
 
 
+class Policy(Message):
+    """The regulator's policy, read by the market and the DOPF at start and on change."""
+
+    revision: int = Field(description="Increases by one with every change.")
+    payment_rule: str = Field(description="Market payment rule by name, e.g. 'proportional'.")
+    price_cap_per_kwh: float | None = Field(
+        None, description="Highest interval price the market may publish, $/kWh; None: none.")
+    fairness_premium: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the buyers' gain from the market paid on "
+                                         "to the entities that gave up rights.")
+    v_min_pu: float = Field(description="Lowest node voltage the DOPF must keep, pu.")
+    v_max_pu: float = Field(description="Highest node voltage the DOPF must keep, pu.")
+
+
+class Registration(Message):
+    """Market entities and their long-term Ed25519 public keys (registered with the
+    regulator; the auditor attributes bids with them)."""
+
+    entities: list[str]
+    loads: list[str] = Field(description="The feeder load behind each entity.")
+    public_keys: list[str] = Field(description="Raw 32-byte public keys, base64.")
+    log_name: str = Field(description="Name of the market's log key (the checkpoints' origin).")
+    log_public_key: str = Field(description="The log key's raw public key, base64.")
+
+
+class Certificate(BaseModel):
+    """Primal and dual solution of a clearing LP: with the bids, enough to check optimality
+    (primal and dual feasibility, zero gap) without a solver."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    primal: list[float]
+    dual: list[float]
+    objective: float
+
+
+class MarketClearing(Message):
+    """One market round: rights, prices, payments (``kw > 0``: the entity receives rights;
+    ``payment > 0``: the entity pays)."""
+
+    round: int
+    horizon_start_s: float = Field(description="Start of the round's first interval, s.")
+    interval_s: float = Field(description="Length of each interval, s.")
+    entities: list[str]
+    bounds_kw: list[list[float]] = Field(description="Default allocation per entity and "
+                                                     "interval, kW.")
+    kw: list[list[float]] = Field(description="Rights received (> 0) or given up, kW.")
+    prices_per_kwh: list[float] = Field(description="Price of each interval, $/kWh.")
+    payment_rule: str
+    payments: list[float] = Field(description="Payment of each entity, $ (> 0 pays).")
+    values: list[float] = Field(description="Each entity's value after clearing, $.")
+    standalone_values: list[float] = Field(description="Each entity's value at its default "
+                                                       "allocation, $.")
+    full_values: list[float] = Field(description="Each entity's value with full supply, $.")
+    certificate: Certificate
+    status: str
+
+
+class LedgerUpdate(Message):
+    """What the market appended to its signed log in one round."""
+
+    round: int
+    first_index: int = Field(description="Log index of the first entry below.")
+    entries: list[dict] = Field(description="Ledger entries (`gridsim.ledger`), as JSON.")
+    checkpoint: str = Field(description="Signed checkpoint note after the entries.")
+    consistency_proof: list[str] = Field(description="From the previous checkpoint, base64.")
+
+
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     cls.__name__: cls
     for cls in (
@@ -329,6 +397,10 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
         CapacitorCommands,
         TapCommands,
         CommandReport,
+        Policy,
+        Registration,
+        MarketClearing,
+        LedgerUpdate,
     )
 }
 

@@ -8,6 +8,8 @@ the field, raised before any process starts.
 
 from __future__ import annotations
 
+import importlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +129,18 @@ def _instance(where: str, name: str, type_name: str, given: dict[str, Any],
             raise InputError(where, f"{prefix}.parameters.{param.port_id}",
                              f"required parameter of {type_name} is missing")
         parameters[param.port_id] = param.default
+    for key, problem in _deep_check(definition, parameters):
+        raise InputError(where, f"{prefix}.parameters.{key}", problem)
     return FederateInstance(name, type_name, definition, types[type_name], parameters,
                             timing or definition.timing)
+
+
+def _deep_check(definition, parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """The problems the definition's own ``parameter_check`` finds (none if it has none)."""
+    if not definition.parameter_check:
+        return []
+    module, _, function = definition.parameter_check.partition(":")
+    return list(getattr(importlib.import_module(module), function)(parameters))
 
 
 def _expand_links(where: str, links: list[Link],

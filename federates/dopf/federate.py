@@ -57,6 +57,8 @@ def run(rt: FederateRuntime) -> dict:
         for port in ports:
             for _, msg in rt.updates(port):
                 latest[port] = msg
+        for _, policy in rt.updates("policy") if rt.connected("policy") else []:
+            p = {**p, "v_min": policy.v_min_pu, "v_max": policy.v_max_pu}
         missing = [port for port in ports if port not in latest]
         if missing:
             rt.publish("diagnostics", m.DOPFDiagnostics(

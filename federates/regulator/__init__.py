@@ -1,0 +1,1 @@
+"""The `regulator` federate: publishes the policy the market and the DOPF follow."""
