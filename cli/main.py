@@ -1,4 +1,4 @@
-"""The ``gridsim`` command: run, build, validate, list, export, schema.
+"""The ``gridsim`` command: run, build, validate, list, export, audit, schema.
 
 Exit codes: 0 success, 1 the federation failed (the message names the federate), 2 bad
 input (one line naming the file and the field; never a traceback).
@@ -171,6 +171,24 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
         sys.exit(2)
     for path in export_csv(db, Path(out) if out else Path(run_dir) / "export"):
         click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def audit(run_dir: str) -> None:
+    """Re-verify a run's market ledger, rounds and metering offline (exit 1 on findings)."""
+    from gridsim.federates.auditor.offline import audit_run
+
+    try:
+        result = audit_run(Path(run_dir))
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for code, where, detail in result.findings:
+        click.echo(f"{code}\t{where}\t{detail}")
+    click.echo(f"{len(result.findings)} findings; {result.rounds} rounds, {result.checks} "
+               f"checks, {result.metered_steps} metered steps", err=True)
+    sys.exit(1 if result.findings else 0)
 
 
 @cli.command()

@@ -361,6 +361,9 @@ class MarketClearing(Message):
     full_values: list[float] = Field(description="Each entity's value with full supply, $.")
     certificate: Certificate
     status: str
+    bid_indices: list[int] = Field(description="Log index of each entity's bid.")
+    bids: list[dict] = Field(description="The ledger entries (`gridsim.ledger`) the clearing "
+                                         "used, as JSON, in entity order.")
 
 
 class LedgerUpdate(Message):
@@ -371,6 +374,36 @@ class LedgerUpdate(Message):
     entries: list[dict] = Field(description="Ledger entries (`gridsim.ledger`), as JSON.")
     checkpoint: str = Field(description="Signed checkpoint note after the entries.")
     consistency_proof: list[str] = Field(description="From the previous checkpoint, base64.")
+
+
+class Disclosures(Message):
+    """Attestations and salts of one round's bids, for the auditor only: with them it can
+    attribute each pseudonymous bid to an entity (`gridsim.ledger.identity.attribute`)."""
+
+    round: int
+    indices: list[int] = Field(description="Log index of each disclosed entry.")
+    disclosures: list[dict] = Field(description="`gridsim.ledger.identity.Disclosure` JSON.")
+
+
+class AuditFinding(BaseModel):
+    """One problem the auditor found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable code, e.g. 'bid.bad_signature' (docs/audit.md).")
+    where: str = Field(description="What it concerns, e.g. 'log index 4' or 'entity s1a'.")
+    detail: str
+
+
+class AuditReport(Message):
+    """The auditor's findings for one round or step (empty when all is well)."""
+
+    round: int | None = Field(None, description="Market round checked; None: a step's "
+                                                "metering check.")
+    checks: int = Field(description="How many individual checks were made.")
+    findings: list[AuditFinding]
+    cosigned_checkpoint: str | None = Field(
+        None, description="The market's checkpoint with the auditor's cosignature, if given.")
 
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
@@ -401,6 +434,8 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
         Registration,
         MarketClearing,
         LedgerUpdate,
+        Disclosures,
+        AuditReport,
     )
 }
 

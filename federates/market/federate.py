@@ -94,37 +94,57 @@ def _clear(rt: FederateRuntime, p: dict, loads: m.LoadStates, t: float, start_s:
     ub = default_bounds(demand, p["supply_fraction"])
     rnd = run_round(entities, ub, p["payment_rule"], p["price_cap"], p["fairness_premium"])
     ids = [e.entity_id for e in entities]
-    _publish_ledger(rt, t, ledger, rnd, ids)
+    indices, entries = _publish_ledger(rt, t, ledger, rnd, ids)
     b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
     log_key = ledger.signer.verifier
-    rt.publish("registration", m.Registration(
+    registration = m.Registration(
         time_s=t, entities=ids, loads=ids,
         public_keys=[b64(k) for k in make_registry(rt.seed, ids).values()],
-        log_name=log_key.name, log_public_key=b64(log_key.public_key)))
-    rt.publish("clearing", m.MarketClearing(
+        log_name=log_key.name, log_public_key=b64(log_key.public_key))
+    clearing = m.MarketClearing(
         time_s=t, round=0, horizon_start_s=start_s, interval_s=interval_s, entities=ids,
         bounds_kw=ub.tolist(), kw=rnd.clearing.kw.tolist(),
         prices_per_kwh=rnd.prices_usd_per_kwh.tolist(), payment_rule=p["payment_rule"],
         payments=rnd.payments_usd.tolist(), values=rnd.clearing.value_usd.tolist(),
         standalone_values=[g.standalone_usd for g in rnd.guidance],
         full_values=[g.full_usd for g in rnd.guidance],
-        certificate=m.Certificate(**certificate(rnd.clearing)), status="optimal"))
+        certificate=m.Certificate(**certificate(rnd.clearing)), status="optimal",
+        bid_indices=indices, bids=entries)
+    rt.publish("registration", registration)
+    rt.publish("clearing", clearing)
+    _write_record(ledger, "registration.jsonl", registration)
+    _write_record(ledger, "clearings.jsonl", clearing)
     return {"round": rnd, "positions": positions, "summary": summarize(rnd, ids, p)}
 
 
 def _publish_ledger(rt: FederateRuntime, t: float, ledger: Ledger, rnd: Round,
-                    ids: list[str]) -> None:
+                    ids: list[str]) -> tuple[list[int], list[dict]]:
+    """Each entity signs its bid with the round's key; append, checkpoint, publish the
+    update (to all) and the disclosures (to the auditor); returns indices and entries."""
     first = len(ledger.entries)
-    entries = []
+    indices, entries, disclosures = [], [], {}
     for entity_id, advice in zip(ids, rnd.guidance):
-        signed = sign_bid(make_keys(rt.seed, entity_id, 0),
-                          {"round": 0, **bid_content(advice.bid)})
-        ledger.append(signed)
+        keys = make_keys(rt.seed, entity_id, 0)
+        signed = sign_bid(keys, {"round": 0, **bid_content(advice.bid)})
+        index = ledger.append(signed)
+        indices.append(index)
         entries.append(signed.to_json())
+        disclosures[index] = keys.disclosure
     record = ledger.checkpoint()
+    ledger.save(ledger.directory, disclosures)
     rt.publish("ledger", m.LedgerUpdate(
         time_s=t, round=0, first_index=first, entries=entries, checkpoint=record.note,
         consistency_proof=[base64.b64encode(h).decode() for h in record.proof]))
+    rt.publish("disclosures", m.Disclosures(
+        time_s=t, round=0, indices=list(disclosures),
+        disclosures=[d.to_json() for d in disclosures.values()]))
+    return indices, entries
+
+
+def _write_record(ledger: Ledger, name: str, message: m.Message) -> None:
+    """Append a published message to the ledger directory (for `gridsim audit`)."""
+    with open(ledger.directory / name, "a") as out:
+        out.write(message.model_dump_json() + "\n")
 
 
 def _caps(loads: m.LoadStates, result: dict, k: int, fraction: float, t: float) -> m.LoadCaps:
