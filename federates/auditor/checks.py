@@ -127,9 +127,15 @@ class Auditor:
 
     def _check_entry(self, index: int, entry: LedgerEntry, round_: int,
                      disclosure: Disclosure | None) -> list[m.AuditFinding]:
+        """Signature, attribution and replay of one logged entry. With a disclosure,
+        `attribute` verifies the signature itself (one Ed25519 verification saved)."""
         where = f"log index {index}"
         self.checks += 3
-        if not verify_entry(entry):
+        attribution = (attribute(entry, disclosure.attestation, disclosure.salt, self.registry)
+                       if disclosure is not None else None)
+        signed = (attribution.reason not in ("bad_entry_signature", "malformed_entry")
+                  if attribution is not None else verify_entry(entry))
+        if not signed:
             return [finding("bid.bad_signature", where, "signature does not verify")]
         out = []
         signed_round, _ = read_bid(entry)
@@ -138,13 +144,10 @@ class Auditor:
                                f"signed for round {signed_round}, logged in round {round_}"
                                if signed_round != round_ else "ephemeral key used before"))
         self.used_keys.add(entry.ephemeral_public)
-        if disclosure is None:
+        if attribution is None:
             out.append(finding("bid.bad_attestation", where, "no disclosure"))
-        else:
-            attribution = attribute(entry, disclosure.attestation, disclosure.salt,
-                                    self.registry)
-            if not attribution.ok:
-                out.append(finding("bid.bad_attestation", where, attribution.reason))
+        elif not attribution.ok:
+            out.append(finding("bid.bad_attestation", where, attribution.reason))
         return out
 
     # -- the clearing ---------------------------------------------------------------------
