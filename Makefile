@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-se bench-dopf runner clean
+.PHONY: run test setup bench bench-se bench-dopf bench-market bench-audit runner clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ bench-se: $(STAMP)
 
 bench-dopf: $(STAMP)
 	$(BIN)/python bench/dopf.py
+	$(BIN)/python bench/dopf_peer.py
+
+bench-market: $(STAMP)
+	$(BIN)/python bench/market.py
+
+bench-audit: $(STAMP)
+	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/audit.py
 
 # Regenerate the top-level runner.json (a test checks it is in sync).
 runner: $(STAMP)

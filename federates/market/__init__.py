@@ -1,0 +1,1 @@
+"""Cooperative shortage market: entities, decision guidance, clearing, payments, operation."""
