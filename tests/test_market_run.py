@@ -61,10 +61,9 @@ def test_market_saves_and_its_properties_hold(shortage):
 
 def test_delivered_energy_follows_the_cleared_rights(shortage):
     """Each step of the shortage every entity's load is capped at what the market planned
-    for it, within its right, and draws it: never more than the cap (the feeder's load
-    capper holds loads within 1e-4 of their caps), and at most 2% less (constant-impedance
-    and constant-current loads draw less than their nominal kW where the voltage sags: down
-    to 98.4% here)."""
+    for it, within its right, and draws it: within 0.5% (the feeder's load capper rescales
+    voltage-dependent loads until they draw min(uncapped draw, cap) within 1e-4, for at most
+    five re-solves; measured 99.8% to 100.01% of the cap)."""
     summary, db, _ = shortage
     (clearing,) = recorded(db, "market/clearing").values()
     interval_steps = int(clearing["interval_s"] // 900)
@@ -81,7 +80,7 @@ def test_delivered_energy_follows_the_cleared_rights(shortage):
             assert cap is not None, (step, load)
             assert cap <= rights[load][k] * (1 + 1e-6) + 1e-6
             assert p_kw <= cap * (1 + 2e-4) + 1e-6, (step, load)
-            assert p_kw >= 0.98 * min(demand, cap), (step, load)
+            assert p_kw >= 0.995 * min(demand, cap) - 1e-6, (step, load)
             checked += 1
     assert checked == 36 * len(SHORTAGE_STEPS)
     after = states[SHORTAGE_STEPS[-1] + 2]

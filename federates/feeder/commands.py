@@ -120,9 +120,9 @@ class LoadCapper:
 
     Before a solve each capped load's nominal kW is set so that base x shape multiplier
     would equal the cap; voltage-dependent loads (constant Z or I) then draw more or less
-    than nominal, so after the solve any load above its cap is scaled down by the ratio and
-    the step re-solved, up to `max_rounds` times, until every capped load is within
-    `tolerance` (relative) of its cap.
+    than nominal, so after the solve each capped load is rescaled (`off_cap`) and the step
+    re-solved, up to `max_rounds` times, until every capped load draws what it would draw
+    without the cap, or its cap, whichever is less, within `tolerance` (relative).
     """
 
     def __init__(self, base_kw: dict[str, float], tolerance: float = 1e-4, max_rounds: int = 5):
@@ -164,19 +164,28 @@ class LoadCapper:
             else:
                 self._modified.add(name)
 
-    def over_cap(self) -> dict[str, float]:
-        """Capped loads drawing more than cap x (1 + tolerance): name -> drawn / cap."""
-        over = {}
+    def off_cap(self, multiplier) -> dict[str, float]:
+        """Nominal kW for the capped loads that must be re-solved: name -> new kW.
+
+        A load drawing more than cap x (1 + tolerance) is scaled down by its excess; one
+        drawing less than cap x (1 - tolerance) whose nominal the cap had lowered is scaled
+        up by its shortfall, to at most its uncapped nominal (base x `multiplier`): a
+        voltage-dependent load then draws min(what it would draw, cap), not less.
+        """
+        out = {}
         for name, cap in self.caps.items():
             dss.Loads.Name(name)
-            drawn = sum(dss.CktElement.Powers()[0::2])
+            drawn, nominal = sum(dss.CktElement.Powers()[0::2]), dss.Loads.kW()
+            uncapped = self.base_kw[name] * multiplier(name)
             if drawn > cap * (1 + self.tolerance) and drawn > 0:
-                over[name] = drawn / cap if cap > 0 else math.inf
-        return over
+                out[name] = nominal * cap / drawn
+            elif drawn < cap * (1 - self.tolerance) and nominal < uncapped * (1 - 1e-12):
+                out[name] = min(nominal * cap / drawn if drawn > 0 else uncapped, uncapped)
+        return out
 
-    def scale_down(self, over: dict[str, float]) -> None:
-        """Lower the nominal kW of loads found over their caps by their excess ratio."""
-        for name, ratio in over.items():
+    def rescale(self, nominal_kw: dict[str, float]) -> None:
+        """Set the nominal kW `off_cap` found."""
+        for name, kw in nominal_kw.items():
             dss.Loads.Name(name)
-            dss.Loads.kW(0.0 if math.isinf(ratio) else dss.Loads.kW() / ratio)
+            dss.Loads.kW(kw)
             self._modified.add(name)

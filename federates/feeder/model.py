@@ -67,19 +67,21 @@ class FeederModel:
     def solve(self) -> None:
         """Advance one step and solve; raises `SolveError` if it does not converge.
 
-        With load caps in force, a step whose capped loads draw more than their caps is
-        solved again with their nominal kW scaled down (see `LoadCapper`).
+        With load caps in force, a step whose capped loads draw more than their caps, or
+        less than both their caps and their uncapped draw, is solved again with their
+        nominal kW rescaled (see `LoadCapper`).
         """
         step_h = self.step_s / 3600
         next_hour = dss.Solution.DblHour() + step_h
         mult = dss.Solution.LoadMult()
-        self.capper.prepare(lambda load: self.catalog.multiplier(load, next_hour) * mult)
+        multiplier = lambda load: self.catalog.multiplier(load, next_hour) * mult  # noqa: E731
+        self.capper.prepare(multiplier)
         self._solve_once()
         for _ in range(self.capper.max_rounds if self.capper.caps else 0):
-            over = self.capper.over_cap()
-            if not over:
+            rescaled = self.capper.off_cap(multiplier)
+            if not rescaled:
                 break
-            self.capper.scale_down(over)
+            self.capper.rescale(rescaled)
             dss.Solution.DblHour(next_hour - step_h)
             self._solve_once()
 
