@@ -110,3 +110,56 @@ def test_policy_changes_the_payment_rule_without_code(run_gridsim, repo_root, tm
     assert market["saving_usd_per_h"] == pytest.approx(base["saving_usd_per_h"])
     assert market["payments_usd"] != pytest.approx(base["payments_usd"])
     assert market["checks"]["budget_balance"] and market["checks"]["certificate"]
+
+
+def test_paper_logic_in_a_federation(run_gridsim, tmp_path):
+    """The paper's two-entity logic on IEEE 13 through the feeder: entities on loads 671
+    and 692, one block each at 1.5 and 7.5 $/kWh, half their demand supplied for two hours.
+    With d the demands, the low-value entity gives its half to the other, up to the other's
+    shortfall: loss per hour falls from 0.5 (1.5 dA + 7.5 dB) to that minus
+    (7.5 - 1.5) x min(dA, dB) / 2."""
+    data = {
+        "name": "paper-logic", "feeder": "ieee13", "start": "2026-07-01T00:00:00",
+        "duration": "16h", "step": "15m", "seed": 1,
+        "federates": {
+            "feeder": {"type": "feeder"},
+            "market": {"type": "market", "parameters": {
+                "shortage_start_h": 12, "shortage_hours": 2, "supply_fraction": 0.5,
+                "entities": [
+                    {"load": "671", "blocks": [{"name": "all", "share": 1.0, "value": 1.5}]},
+                    {"load": "692", "blocks": [{"name": "all", "share": 1.0, "value": 7.5}]},
+                ]}},
+        },
+        "links": ["feeder.load_states -> market.load_states",
+                  "market.load_caps -> feeder.load_caps"],
+    }
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
+                                  timeout=300)
+    assert code == 0, stderr
+    market = json.loads((tmp_path / "run" / "summary.json").read_text())["federates"]["market"]
+    (clearing,) = [json.loads(line) for line in
+                   (tmp_path / "run" / "ledger" / "clearings.jsonl").read_text().splitlines()]
+    d_a, d_b = (2 * clearing["bounds_kw"][i][0] for i in range(2))
+    without = 0.5 * (1.5 * d_a + 7.5 * d_b)
+    assert market["loss_without_market_usd_per_h"] == pytest.approx(without, rel=1e-6)
+    assert market["loss_with_market_usd_per_h"] == pytest.approx(
+        without - 6.0 * min(d_a, d_b) / 2, rel=1e-6)
+    assert clearing["kw"][0][0] == pytest.approx(-min(d_a, d_b) / 2, rel=1e-6)
+    assert all(market["checks"].values())
+
+
+def test_bad_entity_definition_stops_before_the_run(run_gridsim, tmp_path):
+    data = {"name": "bad", "feeder": "ieee13", "start": "2026-07-01T00:00:00",
+            "duration": "1h", "step": "15m", "seed": 1,
+            "federates": {"feeder": {"type": "feeder"}, "market": {
+                "type": "market", "parameters": {"entities": [
+                    {"load": "671", "blocks": [{"share": 0.5, "value": 3}]}]}}},
+            "links": ["feeder.load_states -> market.load_states"]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, stderr = run_gridsim("validate", path)
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "federates.market.parameters.entities[0].blocks" in stderr
+    assert "sum to 0.5" in stderr

@@ -21,6 +21,7 @@ import logging
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridsim.federates.market.clearing import verify_certificate
+from gridsim.federates.market.definitions import entities_from_definitions
 from gridsim.federates.market.entities import default_bounds, generate_entities
 from gridsim.federates.market.session import Round, bid_content, certificate, run_round
 
@@ -84,12 +85,19 @@ def choose_loads(loads: m.LoadStates, count: int, seed: int) -> list[int]:
 
 def _clear(rt: FederateRuntime, p: dict, loads: m.LoadStates, t: float, start_s: float,
            interval_s: float, n_intervals: int, ledger: Ledger) -> dict:
-    positions = choose_loads(loads, p["entities"], rt.seed)
-    rng = np.random.default_rng([rt.seed, ENTITY_STREAM, 1])
     start_hour = (rt.start.hour + rt.start.minute / 60.0 + start_s / 3600.0) % 24.0
-    entities = generate_entities(
-        [(loads.ids[i], loads.bus[i], loads.demand_kw[i]) for i in positions], n_intervals,
-        rng, interval_h=p["interval_h"], start_hour=start_hour)
+    if isinstance(p["entities"], list):
+        entities = entities_from_definitions(
+            p["entities"], dict(zip(loads.ids, loads.demand_kw)), dict(zip(loads.ids, loads.bus)),
+            n_intervals, p["interval_h"], start_hour)
+        position = {load: i for i, load in enumerate(loads.ids)}
+        positions = [position[e.entity_id] for e in entities]
+    else:
+        positions = choose_loads(loads, p["entities"], rt.seed)
+        rng = np.random.default_rng([rt.seed, ENTITY_STREAM, 1])
+        entities = generate_entities(
+            [(loads.ids[i], loads.bus[i], loads.demand_kw[i]) for i in positions],
+            n_intervals, rng, interval_h=p["interval_h"], start_hour=start_hour)
     demand = np.array([[loads.demand_kw[i]] * n_intervals for i in positions])
     ub = default_bounds(demand, p["supply_fraction"])
     rnd = run_round(entities, ub, p["payment_rule"], p["price_cap"], p["fairness_premium"])
