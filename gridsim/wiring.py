@@ -9,7 +9,6 @@ the field, raised before any process starts.
 from __future__ import annotations
 
 import importlib
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

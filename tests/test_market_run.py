@@ -125,7 +125,7 @@ def test_paper_logic_in_a_federation(run_gridsim, tmp_path):
             "feeder": {"type": "feeder"},
             "market": {"type": "market", "parameters": {
                 "shortage_start_h": 12, "shortage_hours": 2, "supply_fraction": 0.5,
-                "entities": [
+                "entity_definitions": [
                     {"load": "671", "blocks": [{"name": "all", "share": 1.0, "value": 1.5}]},
                     {"load": "692", "blocks": [{"name": "all", "share": 1.0, "value": 7.5}]},
                 ]}},
@@ -154,12 +154,12 @@ def test_bad_entity_definition_stops_before_the_run(run_gridsim, tmp_path):
     data = {"name": "bad", "feeder": "ieee13", "start": "2026-07-01T00:00:00",
             "duration": "1h", "step": "15m", "seed": 1,
             "federates": {"feeder": {"type": "feeder"}, "market": {
-                "type": "market", "parameters": {"entities": [
+                "type": "market", "parameters": {"entity_definitions": [
                     {"load": "671", "blocks": [{"share": 0.5, "value": 3}]}]}}},
             "links": ["feeder.load_states -> market.load_states"]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     code, _, stderr = run_gridsim("validate", path)
     assert code == 2 and len(stderr.strip().splitlines()) == 1
-    assert "federates.market.parameters.entities[0].blocks" in stderr
+    assert "federates.market.parameters.entity_definitions[0].blocks" in stderr
     assert "sum to 0.5" in stderr

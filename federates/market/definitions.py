@@ -1,10 +1,10 @@
 """Market entities written in the scenario, instead of drawn from the feeder's loads.
 
-The market federate's ``entities`` parameter is either a count (that many feeder loads are
-drawn with the seed, `entities.generate_entities`) or a list of definitions, one per
-entity, each behind a feeder load::
+The market federate's ``entities`` parameter is a count (that many feeder loads are drawn
+with the seed, `entities.generate_entities`); ``entity_definitions``, when given, lists the
+entities instead, one per feeder load::
 
-    entities:
+    entity_definitions:
       - load: s1a                       # the feeder load (its demand is the entity's)
         blocks:                         # shares of the demand, with values of service
           - {name: critical, share: 0.3, value: 40}
@@ -34,15 +34,11 @@ KEYS = {"load", "blocks", "generator", "battery", "pv_kw"}
 BLOCK_KEYS = {"name", "share", "value"}
 
 
-def check_definitions(entities) -> list[tuple[str, str]]:
-    """Problems with the ``entities`` parameter (a count or a list of definitions)."""
-    if isinstance(entities, int) and not isinstance(entities, bool):
-        return [] if entities > 0 else [("entities", f"expected a count > 0, got {entities}")]
-    if not isinstance(entities, list) or not entities:
-        return [("entities", "expected a count or a non-empty list of entity definitions")]
+def check_definitions(entities: list) -> list[tuple[str, str]]:
+    """Problems with the ``entity_definitions`` parameter."""
     problems, seen = [], set()
     for i, definition in enumerate(entities):
-        where = f"entities[{i}]"
+        where = f"entity_definitions[{i}]"
         if not isinstance(definition, Mapping) or "load" not in definition \
                 or "blocks" not in definition:
             problems.append((where, "needs load and blocks"))
@@ -100,7 +96,9 @@ def entities_from_definitions(definitions: Sequence[Mapping], demand_kw: Mapping
 def check_parameters(parameters: Mapping) -> list[tuple[str, str]]:
     """Problems with the market federate's parameters (its definition's
     ``parameter_check``: reported before the run starts)."""
-    problems = check_definitions(parameters["entities"])
+    problems = check_definitions(parameters["entity_definitions"])
+    if parameters["entities"] < 1:
+        problems.append(("entities", "expected a count >= 1"))
     if not 0.0 <= parameters["supply_fraction"] <= 1.0:
         problems.append(("supply_fraction", "expected a share in [0, 1]"))
     if parameters["interval_h"] <= 0:

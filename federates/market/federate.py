@@ -86,10 +86,10 @@ def choose_loads(loads: m.LoadStates, count: int, seed: int) -> list[int]:
 def _clear(rt: FederateRuntime, p: dict, loads: m.LoadStates, t: float, start_s: float,
            interval_s: float, n_intervals: int, ledger: Ledger) -> dict:
     start_hour = (rt.start.hour + rt.start.minute / 60.0 + start_s / 3600.0) % 24.0
-    if isinstance(p["entities"], list):
+    if p["entity_definitions"]:
         entities = entities_from_definitions(
-            p["entities"], dict(zip(loads.ids, loads.demand_kw)), dict(zip(loads.ids, loads.bus)),
-            n_intervals, p["interval_h"], start_hour)
+            p["entity_definitions"], dict(zip(loads.ids, loads.demand_kw)),
+            dict(zip(loads.ids, loads.bus)), n_intervals, p["interval_h"], start_hour)
         position = {load: i for i, load in enumerate(loads.ids)}
         positions = [position[e.entity_id] for e in entities]
     else:
