@@ -68,8 +68,8 @@ def closed_loop(replay: peer.StepReplay, params: dict, name: str, iterations: in
         net = Network.from_topology(messages["topology"])
         pv, loads = messages["pv_states"], messages["load_states"]
         v = operating_point(net, messages["voltages_magnitude"], messages["voltages_angle"])
-        problem = build_problem(linearize(net, v, Devices.from_states(net, pv, loads)), pv,
-                                loads, params)
+        devices = Devices.from_states(net, pv, loads, params["flexible_loads"])
+        problem = build_problem(linearize(net, v, devices), pv, loads, params)
         problem = problem.replace(q0_kvar=q_ref, v0_pu=problem.v0_pu - problem.vq_pu_per_kvar
                                   @ (np.asarray(pv.q_kvar) - q_ref))
         prepare_s = time.perf_counter() - start

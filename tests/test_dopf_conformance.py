@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
-from gridsim.federates.dopf.problem import DOPFProblem, perturb, random_instance
+from gridsim.federates.dopf.instances import perturb, random_instance
+from gridsim.federates.dopf.problem import DOPFProblem
 
 NAMES = sorted(ALGORITHMS)
 REFERENCE = "central"
@@ -205,7 +206,17 @@ def test_registry_by_name():
 
 
 def test_central_builds_once_per_shape(random_problems):
-    central = make("central")
+    """Unscreened, one cvxpy problem per problem shape; screened, one per size of the row
+    set, and a problem solved again reuses them."""
+    central = make("central", screen=False)
     for problem in random_problems[:3]:
         central.solve(problem)
     assert len(central._built) == len({p.shape_key for p in random_problems[:3]})
+    screened = make("central")
+    problem = random_problems[0]
+    for _ in range(2):
+        screened.solve(problem)
+    built = dict(screened._built)
+    screened.solve(problem)
+    assert all(screened._built[key] is value for key, value in built.items())
+    assert len(screened._built) == len(built)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.discrete import DiscreteProblem, candidates, solve_discrete
-from gridsim.federates.dopf.problem import random_instance
+from gridsim.federates.dopf.instances import random_instance
 
 TAP_STEP_PU = 0.00625
 

@@ -41,12 +41,13 @@ def node_voltages(model: FeederModel, ids: list[str]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def base():
-    """(linear model, devices, |V| before, kW drawn by each load) at the solved noon state."""
+    """(linear model, devices, |V| before, kW drawn by each load) at the solved noon state,
+    every load flexible."""
     model = solved_model()
     topology = topology_message(model, 0.0)
     net = Network.from_topology(topology)
     loads = LoadStates(**model.load_states())
-    devices = Devices.from_states(net, PVStates(**model.pv_states()), loads)
+    devices = Devices.from_states(net, PVStates(**model.pv_states()), loads, loads.ids)
     regulators, capacitors = discrete_states(model)
     discrete = DiscreteDevices.from_states(net, regulators, capacitors, regulators.ids,
                                            capacitors.ids)
@@ -158,3 +159,25 @@ def test_only_flexible_loads_are_problem_variables(base):
     assert problem.n_load == 2
     assert problem.shed_max_kw == pytest.approx([0.5 * loads.demand_kw[i] for i in positions])
     assert np.array_equal(problem.vs_pu_per_kw, linear.vs[:, positions])
+
+
+def test_columns_of_flexible_loads_only(base):
+    """A model with shed columns for two loads only (what the federate builds: its
+    flexible loads) has exactly those columns of the model with every load, and the same
+    PV, tap and bank columns."""
+    everything, _, _, _ = base
+    model = solved_model()
+    net = Network.from_topology(topology_message(model, 0.0))
+    loads = LoadStates(**model.load_states())
+    devices = Devices.from_states(net, PVStates(**model.pv_states()), loads, ["s76a", "s1a"])
+    regulators, capacitors = discrete_states(model)
+    discrete = DiscreteDevices.from_states(net, regulators, capacitors, regulators.ids,
+                                           capacitors.ids)
+    some = linearize(net, node_voltages(model, net.ids), devices, discrete)
+    assert some.load_ids == ["s1a", "s76a"]
+    columns = [everything.load_ids.index(load) for load in some.load_ids]
+    np.testing.assert_allclose(some.vs, everything.vs[:, columns], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(some.psub_s, everything.psub_s[columns], rtol=1e-9)
+    for name in ("v0", "vp", "vq", "vt", "vc", "psub_p", "psub_q", "psub_t", "psub_c"):
+        np.testing.assert_allclose(getattr(some, name), getattr(everything, name),
+                                   rtol=1e-9, atol=1e-15)

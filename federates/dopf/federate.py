@@ -22,7 +22,6 @@ from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.discrete import DiscreteProblem, solve_discrete
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
 from gridsim.federates.dopf.sensitivity import (
-    DEAD_PU,
     Devices,
     DiscreteDevices,
     LinearModel,
@@ -80,7 +79,8 @@ def run(rt: FederateRuntime) -> dict:
         else:
             log.warning("t=%.0f s: %s solve %s; setpoints in force kept", t, algorithm.name,
                         solution.status)
-        predicted = step.problem.voltages_pu(solution.x) if applied else None
+        predicted = (step.problem.voltages_pu(solution.x)[step.problem.limited]
+                     if applied else None)
         rt.publish("diagnostics", m.DOPFDiagnostics(
             time_s=t, algorithm=algorithm.name, status=solution.status, applied=applied,
             reason="" if applied else f"{solution.status}: setpoints in force kept",
@@ -107,7 +107,7 @@ class Step:
     """Objective, with the discrete devices' operation costs."""
     solve_time_s: float
     v0: np.ndarray
-    """|V| at the operating point, p.u."""
+    """|V| at the operating point of the nodes the DOPF limits, p.u."""
     discrete: DiscreteDevices | None = None
     taps: np.ndarray | None = None
     caps: np.ndarray | None = None
@@ -138,11 +138,13 @@ def solve_step(net: Network, latest: dict[str, m.Message], p: dict, algorithm,
         discrete = DiscreteDevices.from_states(
             net, latest.get("regulator_states"), latest.get("capacitor_states"),
             p["controlled_regulators"], p["controlled_capacitors"])
-    model = linearize(net, v_nodes, Devices.from_states(net, pv, loads), discrete)
+    model = linearize(net, v_nodes, Devices.from_states(net, pv, loads, p["flexible_loads"]),
+                      discrete)
     problem = build_problem(model, pv, loads, p, available_next_kw)
     if discrete is None:
         solution = algorithm.solve(problem, warm_start=previous)
-        return Step(problem, solution, solution.objective, solution.solve_time_s, model.v0)
+        return Step(problem, solution, solution.objective, solution.solve_time_s,
+                    model.v0[model.limited])
     mixed = DiscreteProblem(
         problem, model.vt, discrete.tap_position,
         np.maximum(discrete.tap_position - p["max_tap_move"], -discrete.tap_limit),
@@ -151,7 +153,8 @@ def solve_step(net: Network, latest: dict[str, m.Message], p: dict, algorithm,
         c_tap=p["cost_tap"], c_cap=p["cost_capacitor"])
     result = solve_discrete(mixed, algorithm, warm_start=previous)
     return Step(mixed.fixed(result.taps, result.caps), result.solution, result.objective,
-                result.solve_time_s, model.v0, discrete, result.taps, result.caps)
+                result.solve_time_s, model.v0[model.limited], discrete, result.taps,
+                result.caps)
 
 
 def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
@@ -168,27 +171,46 @@ def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
 
 def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, p: dict,
                   available_next_kw: np.ndarray | None = None) -> DOPFProblem:
-    """The DOPF instance, its voltages brought back to no curtailment and no shedding,
-    and moved to the PV availability expected when the setpoints apply (`forecast`), if
-    given. De-energized nodes (`DEAD_PU`) have no lower limit."""
+    """The DOPF instance, its voltages brought back to no curtailment and no shedding of
+    the flexible loads, and moved to the PV availability expected when the setpoints apply
+    (`forecast`), if given. Nodes the DOPF does not limit (`LinearModel.limited`: dead,
+    neutral, floating) have no limits (``inf``).
+
+    `model` needs a shed column for every flexible load (`Devices.from_states` with
+    ``p["flexible_loads"]``; more columns are ignored). A cap on any other load (set by
+    another federate) is not the DOPF's to lift: it stays part of the operating point.
+    """
     available = np.asarray(pv.available_kw)
     curt_now = np.clip(available - np.asarray(pv.p_kw), 0.0, None)
-    demand = np.asarray(loads.demand_kw)
-    shed_now = np.clip(demand - np.asarray(loads.p_kw), 0.0, None) * np.array(
-        [cap is not None for cap in loads.cap_kw])
     flexible = flexible_positions(loads, p["flexible_loads"])
-    v_free = model.v0 + model.vp @ curt_now - model.vs @ shed_now
+    columns = _load_columns(model, [loads.ids[i] for i in flexible])
+    demand = np.asarray(loads.demand_kw)[flexible]
+    shed_now = np.clip(demand - np.asarray(loads.p_kw)[flexible], 0.0, None) * np.array(
+        [loads.cap_kw[i] is not None for i in flexible], dtype=bool)
+    vs = model.vs[:, columns]
+    v_free = model.v0 + model.vp @ curt_now - vs @ shed_now
     if available_next_kw is not None:
         v_free = v_free + model.vp @ (available_next_kw - available)
         available = available_next_kw
     return DOPFProblem(
         v0_pu=v_free, vp_pu_per_kw=model.vp, vq_pu_per_kvar=model.vq,
-        vs_pu_per_kw=model.vs[:, flexible], available_kw=available,
+        vs_pu_per_kw=vs, available_kw=available,
         kva_rating=np.asarray(pv.kva_rating), q0_kvar=np.asarray(pv.q_kvar),
-        shed_max_kw=p["shed_max_fraction"] * demand[flexible],
-        v_min_pu=np.where(model.v0 < DEAD_PU, 0.0, p["v_min"]), v_max_pu=p["v_max"],
+        shed_max_kw=p["shed_max_fraction"] * demand,
+        v_min_pu=np.where(model.limited, p["v_min"], -np.inf),
+        v_max_pu=np.where(model.limited, p["v_max"], np.inf),
         c_curt=p["cost_curtailment"],
         c_shed=p["cost_shedding"], w_q=p["weight_reactive"])
+
+
+def _load_columns(model: LinearModel, load_ids: list[str]) -> np.ndarray:
+    """Positions of `load_ids` among the model's shed columns."""
+    position = {load: j for j, load in enumerate(model.load_ids)}
+    missing = [load for load in load_ids if load not in position]
+    if missing:
+        raise ValueError(f"the linear model has no shed column for flexible loads {missing}: "
+                         f"build Devices with them")
+    return np.array([position[load] for load in load_ids], dtype=int)
 
 
 def forecast(pv: m.PVStates, previous: m.PVStates | None, method: str) -> np.ndarray | None:

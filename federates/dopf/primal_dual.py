@@ -46,6 +46,14 @@ momentum and adaptive step     200 of 200           77-80 (585)                 
 The default (last row) takes 5-6 ms median, 0.12 s at most (central: 59 ms median) and
 reaches the central objective within 1.3e-5 (relative) with violations below 1e-7.
 
+The table is without screening (``screen=False``). With it (the default), the problem is
+first cut to the voltage limits that matter (`gridsim.federates.dopf.screening`): on those
+200 instances it changes little (median 5.3 ms against 4.9 ms, 79 iterations against 78,
+one or two rounds), since half their nodes are outside their limits with no action. On
+IEEE 9500 (noon, PV x3: 9,427 limited nodes, 356 variables) it is 0.04-0.12 s per solve
+against 0.95 s (109 iterations on the 7,684 rows its own box test keeps: each iteration
+multiplies by them), with the same optimum within ``gap_tol``.
+
 Stopping: the largest violation of ``A x <= b`` (in the row's units: p.u. or kW) is at
 most ``feasibility_tol`` and the duality gap ``|mu.(A x - b)|`` at most ``gap_tol`` times
 ``max(|f(x)|, 1e-6)``: relative, because on IEEE 123 many optima cost well under 1 (only a
@@ -64,6 +72,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from gridsim.federates.dopf.problem import DOPFProblem, Solution, StandardForm
+from gridsim.federates.dopf.screening import RowGeneration
 
 INCREASE, DECREASE, MAX_HALVINGS = 1.25, 0.5, 60
 """Adaptive step: growth per iteration, cut per failed test, cuts before giving up."""
@@ -123,15 +132,24 @@ class PrimalDualDOPF:
 
     def __init__(self, feasibility_tol: float = 1e-7, gap_tol: float = 1e-5,
                  max_iterations: int = 20_000, accelerate: bool = True,
-                 adaptive_step: bool = True) -> None:
+                 adaptive_step: bool = True, screen: bool = True) -> None:
         self.feasibility_tol = feasibility_tol
         self.gap_tol = gap_tol
         self.max_iterations = max_iterations
         self.accelerate = accelerate
         self.adaptive_step = adaptive_step
+        self.screen = screen
+        self.rows = RowGeneration(feasibility_tol)
 
     def solve(self, problem: DOPFProblem, warm_start: Solution | None = None) -> Solution:
-        """Solve `problem`; a warm start's ``duals`` (prices) are the starting prices."""
+        """Solve `problem`; a warm start's ``duals`` (prices) are the starting prices. With
+        ``screen`` (the default) only the voltage limits that matter are solved for
+        (`gridsim.federates.dopf.screening`); ``iterations`` then add up over its rounds."""
+        if self.screen:
+            return self.rows.solve(problem, self._solve, warm_start)
+        return self._solve(problem, warm_start)
+
+    def _solve(self, problem: DOPFProblem, warm_start: Solution | None) -> Solution:
         start = time.perf_counter()
         sf = problem.standard_form
         dual = _Dual.of(sf)

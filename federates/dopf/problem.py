@@ -71,9 +71,15 @@ class StandardForm:
         return float(max(worst, np.max(self.A @ x - self.b, initial=0.0)))
 
 
+NO_LIMIT = {"v_min_pu": -np.inf, "v_max_pu": np.inf}
+"""The only non-finite values a `DOPFProblem` accepts: a voltage limit that is absent."""
+
+
 @dataclass(frozen=True)
 class DOPFProblem:
-    """One DOPF instance; arrays are converted to float and checked once, at construction."""
+    """One DOPF instance; arrays are converted to float and checked once, at construction,
+    and kept read-only (`replace` shares them instead of copying: on IEEE 9500 the
+    sensitivities are 40 MB)."""
 
     v0_pu: np.ndarray
     """|V| in p.u., one per node (n_node), at the operating point brought back to no
@@ -93,7 +99,10 @@ class DOPFProblem:
     shed_max_kw: np.ndarray
     """Flexible (sheddable) part of each load, kW (n_load)."""
     v_min_pu: float | np.ndarray = 0.95
+    """Lower limit of |V|, p.u., one for every node or one per node; ``-inf``: none."""
     v_max_pu: float | np.ndarray = 1.05
+    """Upper limit of |V|, p.u.; ``inf``: none (a node whose |V| is not the DOPF's to
+    limit, see `gridsim.federates.dopf.federate.build_problem`)."""
     p_sub0_kw: float = 0.0
     """Substation import at the same point as ``v0_pu``, kW (> 0 importing)."""
     ps_p_kw_per_kw: np.ndarray | None = None
@@ -128,13 +137,16 @@ class DOPFProblem:
             value = getattr(self, name)
             if value is None:
                 continue
-            array = np.array(value, dtype=float)
+            array = np.asarray(value, dtype=float)
             if array.shape != shape and not (name in scalar_allowed and array.ndim == 0):
                 raise ValueError(f"DOPFProblem.{name}: expected shape {shape}"
                                  f"{' or a scalar' if name in scalar_allowed else ''}, "
                                  f"got {array.shape}")
-            if not np.all(np.isfinite(array)):
+            if not np.all(np.isfinite(array) | (array == NO_LIMIT.get(name, np.nan))):
                 raise ValueError(f"DOPFProblem.{name}: not finite")
+            if array.ndim:
+                array = array.view()
+                array.flags.writeable = False
             object.__setattr__(self, name, float(array) if array.ndim == 0 else array)
         for name in ("available_kw", "kva_rating", "shed_max_kw"):
             if np.any(getattr(self, name) < 0):
@@ -161,6 +173,12 @@ class DOPFProblem:
         return self.vs_pu_per_kw.shape[1]
 
     @property
+    def limited(self) -> np.ndarray:
+        """Which nodes have a voltage limit (at least one finite)."""
+        return np.broadcast_to(np.isfinite(self.v_max_pu) | np.isfinite(self.v_min_pu),
+                               (self.n_node,))
+
+    @property
     def q_limit_kvar(self) -> np.ndarray:
         """Box limit of |q|: ``sqrt(kva^2 - available^2)``, 0 if negative (module doc)."""
         return np.sqrt(np.clip(self.kva_rating**2 - self.available_kw**2, 0.0, None))
@@ -180,26 +198,62 @@ class DOPFProblem:
         return (self.v0_pu - self.vp_pu_per_kw @ curt
                 + self.vq_pu_per_kvar @ (q - self.q0_kvar) + self.vs_pu_per_kw @ shed)
 
+    def p_sub_kw(self, x: np.ndarray) -> float:
+        """Predicted substation import after applying ``x``, kW (needs the ``ps_*`` fields)."""
+        curt, q, shed = self.split(x)
+        return float(self.p_sub0_kw - self.ps_p_kw_per_kw @ curt
+                     + self.ps_q_kw_per_kvar @ (q - self.q0_kvar) + self.ps_s_kw_per_kw @ shed)
+
     def objective(self, x: np.ndarray) -> float:
         """The objective at ``x`` (formula in the module doc)."""
-        return self.standard_form.objective(x)
+        g, h, c0 = self._objective_terms
+        return float(g @ x + 0.5 * (h * x) @ x + c0)
 
     def max_violation(self, x: np.ndarray) -> float:
         """Largest violation of any constraint or bound: p.u. for voltages, kW or kvar
-        for the substation limit and the bounds; 0 if ``x`` is feasible."""
-        return self.standard_form.max_violation(x)
+        for the substation limit and the bounds; 0 if ``x`` is feasible. The same as the
+        standard form's, without building it."""
+        lo, hi = self.bounds
+        v = self.voltages_pu(x)
+        worst = [lo - x, x - hi, v - self.v_max_pu, self.v_min_pu - v]
+        if self.p_sub_max_kw is not None:
+            worst.append(np.array([self.p_sub_kw(x) - self.p_sub_max_kw]))
+        return float(max(np.max(w, initial=0.0) for w in worst))
+
+    @cached_property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` of ``x``: ``[0, -q_limit, 0]`` and ``[available, q_limit, shed_max]``."""
+        q_lim = self.q_limit_kvar
+        return (np.concatenate([np.zeros(self.n_pv), -q_lim, np.zeros(self.n_load)]),
+                np.concatenate([self.available_kw, q_lim, self.shed_max_kw]))
+
+    @cached_property
+    def _objective_terms(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(g, h, c0)`` of the objective ``g.x + 1/2 sum(h x^2) + c0``."""
+        ones_pv, ones_load = np.ones(self.n_pv), np.ones(self.n_load)
+        w_q = self.w_q * ones_pv
+        g = np.concatenate([self.c_curt * ones_pv, -w_q * self.q0_kvar,
+                            self.c_shed * ones_load])
+        if self.loss is not None:
+            g = g + self.loss
+        h = np.concatenate([self.w_curt * ones_pv, w_q, self.w_shed * ones_load])
+        return g, h, float(0.5 * (w_q * self.q0_kvar) @ self.q0_kvar)
+
+    def restrict_nodes(self, nodes: np.ndarray) -> DOPFProblem:
+        """The problem with the voltage limits of `nodes` (positions) only: a relaxation,
+        with the same optimum when the other nodes' limits hold there
+        (`gridsim.federates.dopf.screening`)."""
+        per_node = lambda value: value if np.ndim(value) == 0 else value[nodes]  # noqa: E731
+        return self.replace(v0_pu=self.v0_pu[nodes], vp_pu_per_kw=self.vp_pu_per_kw[nodes],
+                            vq_pu_per_kvar=self.vq_pu_per_kvar[nodes],
+                            vs_pu_per_kw=self.vs_pu_per_kw[nodes],
+                            v_min_pu=per_node(self.v_min_pu), v_max_pu=per_node(self.v_max_pu))
 
     @cached_property
     def standard_form(self) -> StandardForm:
         """The problem as ``min g.x + 1/2 h.x^2 + c0, A x <= b, lo <= x <= hi``."""
-        n_pv, n_load = self.n_pv, self.n_load
         q0 = self.q0_kvar
-        ones_pv, ones_load = np.ones(n_pv), np.ones(n_load)
-        w_q = self.w_q * ones_pv
-        g = np.concatenate([self.c_curt * ones_pv, -w_q * q0, self.c_shed * ones_load])
-        if self.loss is not None:
-            g = g + self.loss
-        h = np.concatenate([self.w_curt * ones_pv, w_q, self.w_shed * ones_load])
+        g, h, c0 = self._objective_terms
         v_x = np.hstack([-self.vp_pu_per_kw, self.vq_pu_per_kvar, self.vs_pu_per_kw])
         v_const = self.v0_pu - self.vq_pu_per_kvar @ q0
         n = self.n_node
@@ -213,12 +267,9 @@ class DOPFProblem:
             rows.append(p_x[None, :])
             rhs.append(np.array([self.p_sub_max_kw - p_const]))
             row_p_sub = 2 * n
-        q_lim = self.q_limit_kvar
+        lo, hi = self.bounds
         return StandardForm(
-            g=g, h=h, c0=float(0.5 * (w_q * q0) @ q0), A=np.vstack(rows),
-            b=np.concatenate(rhs),
-            lo=np.concatenate([np.zeros(n_pv), -q_lim, np.zeros(n_load)]),
-            hi=np.concatenate([self.available_kw, q_lim, self.shed_max_kw]),
+            g=g, h=h, c0=c0, A=np.vstack(rows), b=np.concatenate(rhs), lo=lo, hi=hi,
             rows_v_max=slice(0, n), rows_v_min=slice(n, 2 * n), row_p_sub=row_p_sub)
 
     def replace(self, **changes) -> DOPFProblem:
@@ -265,101 +316,3 @@ class Solution:
                    status=status, iterations=iterations, solve_time_s=solve_time_s,
                    max_violation=problem.max_violation(x) if finite else float("inf"),
                    duals=duals)
-
-
-def random_instance(rng: np.random.Generator, n_node: int, n_pv: int, n_load: int, *,
-                    substation: bool | None = None) -> DOPFProblem:
-    """A physically plausible random instance, feasible by construction.
-
-    A random radial feeder (each node hangs off one of the 8 nodes created before it)
-    gives LinDistFlow sensitivities: the effect of an injection at ``j`` on ``|V|`` at ``i``
-    is the resistance (``Vp``, ``Vs``) or reactance (``Vq``, x/r 0.5-1.5) of the path the
-    two share from the substation, so every entry is positive and falls with electrical
-    distance; the deepest node sees 3e-5 to 8e-5 p.u. per kW. PV: 100-500 kW, 72-100% of
-    it available, inverters oversized 0-8%; light (midday) loads of 5-30 kW, 10-50%
-    sheddable. ``v0`` is a substation voltage of 1.0-1.04 p.u. plus the rise from the
-    injections; its maximum is 1.03-1.095 p.u. for 80% of the instances. Of 100 instances
-    of IEEE 123's size (seeds 2024 and 7), 74-82 need action; 20-26 curtail, the others
-    absorb reactive power or shed (11-12). With ``substation`` (None: half of them) an import
-    limit is set, binding in 12 of 40-45. `_make_feasible` makes a witness point feasible,
-    so an optimum exists (1,000 of 1,000 instances of seed 99 solved).
-    """
-    parent = np.array([-1] + [int(rng.integers(max(0, i - 8), i)) for i in range(1, n_node)])
-    path = np.eye(n_node)
-    for i in range(1, n_node):
-        path[i, :i] = path[parent[i], :i]
-    r = rng.uniform(0.5, 1.5, n_node)
-    r *= rng.uniform(3e-5, 8e-5) / (path @ r).max()
-    x = r * rng.uniform(0.5, 1.5, n_node)
-    resistance, reactance = (path * r) @ path.T, (path * x) @ path.T
-    pv_at = rng.choice(n_node, n_pv, replace=False)
-    load_at = rng.choice(n_node, n_load, replace=n_load > n_node)
-    rating = rng.uniform(100, 500, n_pv)
-    available = rating * rng.uniform(0.8, 1.0) * rng.uniform(0.9, 1.0, n_pv)
-    kva = rating * rng.uniform(1.0, 1.08, n_pv)
-    q0 = np.sqrt(np.clip(kva**2 - available**2, 0.0, None)) * rng.uniform(-0.2, 0.2, n_pv)
-    load = rng.uniform(5, 30, n_load)
-    vp, vq, vs = resistance[:, pv_at], reactance[:, pv_at], resistance[:, load_at]
-    v0 = vp @ available + vq @ q0 - vs @ load - reactance[:, load_at] @ (0.3 * load)
-    loss_pv, loss_q, loss_load = (rng.uniform(-0.05, 0.05, k) for k in (n_pv, n_pv, n_load))
-    problem = DOPFProblem(
-        v0_pu=v0 + rng.uniform(1.0, 1.04), vp_pu_per_kw=vp, vq_pu_per_kvar=vq,
-        vs_pu_per_kw=vs, available_kw=available, kva_rating=kva, q0_kvar=q0,
-        shed_max_kw=load * rng.uniform(0.1, 0.5, n_load),
-        p_sub0_kw=float(load.sum() - available.sum()), ps_p_kw_per_kw=-1.0 + loss_pv,
-        ps_q_kw_per_kvar=loss_q, ps_s_kw_per_kw=-1.0 + loss_load,
-        loss=0.1 * np.concatenate([-loss_pv, loss_q, loss_load]))
-    return _make_feasible(problem, rng, rng.random() < 0.5 if substation is None else substation)
-
-
-def _make_feasible(problem: DOPFProblem, rng: np.random.Generator,
-                   substation: bool) -> DOPFProblem:
-    """Make a witness point feasible with a margin of 0.002 p.u., moving ``v0`` (the
-    substation regulator) only if needed, and as little as possible.
-
-    Witnesses: ``lambda`` times the full correction (all PV curtailed and absorbing at
-    their limit) for ``lambda`` in [0, 1], plus, with a substation limit, shedding 0-50%
-    of the sheddable load; the limit is then the witness's import plus 0-2% of the
-    sheddable load.
-    """
-    sf, n_pv = problem.standard_form, problem.n_pv
-    shed = sf.hi[2 * n_pv:] * (rng.uniform(0.0, 0.5) if substation else 0.0)
-    start = np.concatenate([np.zeros(n_pv), problem.q0_kvar, shed])
-    full = np.concatenate([sf.hi[:n_pv], sf.lo[n_pv:2 * n_pv], shed])
-    lam = np.linspace(0.0, 1.0, 101)[:, None]
-    witnesses = start + lam * (full - start)
-    v = np.array([problem.voltages_pu(w) for w in witnesses])
-    margin = 0.002
-    low = np.max(problem.v_min_pu + margin - v, axis=1)
-    high = np.min(problem.v_max_pu - margin - v, axis=1)
-    shifts = np.where(low <= high, np.clip(0.0, low, high), np.inf)
-    best = int(np.argmin(np.abs(shifts))) if np.isfinite(shifts).any() else len(lam) - 1
-    shift = float(shifts[best]) if np.isfinite(shifts[best]) else float(high[best])
-    changes: dict = {"v0_pu": problem.v0_pu + shift}
-    if substation:
-        curt, q, shed = problem.split(witnesses[best])
-        p_sub = (problem.p_sub0_kw - problem.ps_p_kw_per_kw @ curt
-                 + problem.ps_q_kw_per_kvar @ (q - problem.q0_kvar)
-                 + problem.ps_s_kw_per_kw @ shed)
-        changes["p_sub_max_kw"] = float(p_sub + rng.uniform(0.0, 0.02) * sf.hi[2 * n_pv:].sum())
-    return problem.replace(**changes)
-
-
-def perturb(problem: DOPFProblem, rng: np.random.Generator, size: float = 0.1) -> DOPFProblem:
-    """The instance after random changes of PV availability and load (about ``size``).
-
-    PV availability changes by up to ``size`` of itself; each load by up to 3 ``size``
-    times its flexible part (the problem does not know the full load). ``v0`` and the
-    substation import move by the sensitivities, so the instance stays consistent; it can
-    occasionally become infeasible.
-    """
-    d_pv = problem.available_kw * rng.uniform(-size, size, problem.n_pv)
-    d_load = 3.0 * problem.shed_max_kw * rng.uniform(-size, size, problem.n_load)
-    changes: dict = {
-        "available_kw": problem.available_kw + d_pv,
-        "v0_pu": problem.v0_pu + problem.vp_pu_per_kw @ d_pv - problem.vs_pu_per_kw @ d_load,
-    }
-    if problem.ps_p_kw_per_kw is not None:
-        changes["p_sub0_kw"] = float(problem.p_sub0_kw + problem.ps_p_kw_per_kw @ d_pv
-                                     - problem.ps_s_kw_per_kw @ d_load)
-    return problem.replace(**changes)
