@@ -163,3 +163,11 @@ def test_bad_entity_definition_stops_before_the_run(run_gridsim, tmp_path):
     assert code == 2 and len(stderr.strip().splitlines()) == 1
     assert "federates.market.parameters.entity_definitions[0].blocks" in stderr
     assert "sum to 0.5" in stderr
+
+
+def test_same_shortage_twice_gives_the_same_bytes(run_gridsim, repo_root, tmp_path, shortage):
+    """Entities, bids, signatures, clearing and payments all come from the seed."""
+    run_shortage(run_gridsim, repo_root, tmp_path)
+    for name in ("summary.json", "ledger/entries.jsonl", "ledger/checkpoints.jsonl",
+                 "ledger/clearings.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (shortage[2] / name).read_bytes(), name
