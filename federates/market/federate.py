@@ -6,7 +6,8 @@ load caps published at step k apply at step k + 1. The round is cleared at the l
 before the shortage, over all its intervals, with each load's demand at that step as the
 forecast for every interval (persistence). During the shortage every entity's cap is its
 planned grid import for the interval; every other load gets the default allocation, the
-supply fraction of its demand. The step after the shortage lifts every cap.
+supply fraction of its demand. The step after the shortage lifts every cap. (A shortage
+from the scenario's first step is cleared at that step, so its first step goes uncapped.)
 
 Ledger: every entity signs its bid with a fresh key for the round, attested by its
 long-term key (`gridsim.ledger`); the market, as log operator, appends the bids, signs a
@@ -16,7 +17,6 @@ checkpoint, keeps the ledger in ``RUN/ledger`` and publishes what it appended.
 from __future__ import annotations
 
 import base64
-import logging
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,8 +30,6 @@ from gridsim.ledger.checkpoint import NoteSigner
 from gridsim.ledger.identity import derive_secret, make_keys, make_registry, sign_bid
 from gridsim.ledger.store import Ledger
 from gridsim.runtime import FederateRuntime
-
-log = logging.getLogger("gridsim.market")
 
 ENTITY_STREAM = 0x6D6B74
 """Second word of the seed sequence of the entities' draws: ``[seed, ENTITY_STREAM]``."""
@@ -58,7 +56,7 @@ def run(rt: FederateRuntime) -> dict:
         if loads is None:
             continue
         t_next = t + rt.step_s
-        if result is None and t < start_s <= t_next:
+        if result is None and start_s <= t_next and t < end_s:
             result = _clear(rt, p, loads, t, start_s, interval_s, n_intervals, ledger)
         if result is not None and start_s <= t_next < end_s:
             k = int((t_next - start_s) // interval_s)
