@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from gridsim.federates.market import formulation
 from gridsim.federates.market.clearing import clear, verify_certificate
 from gridsim.federates.market.conformance import (
     Case,
@@ -189,3 +190,58 @@ def test_bad_bids_are_refused():
         clear([bids[0], dataclasses.replace(bids[1], min_kw=np.array([1.0]))])
     with pytest.raises(ValueError):
         clear(bids, price_rule="vickrey")
+
+
+@pytest.fixture(scope="module")
+def wide_market():
+    """60 entities over 4 intervals: about 130 free segments per interval, enough for the
+    coarse LP of `formulation`."""
+    return bids_of(random_case(np.random.default_rng(8), 60, 4))
+
+
+def same_optimum(result, reference):
+    assert result.objective_usd == pytest.approx(reference.objective_usd, rel=1e-9)
+    np.testing.assert_allclose(result.price_usd_per_kw, reference.price_usd_per_kw,
+                               rtol=1e-9, atol=1e-9)
+    assert np.abs(result.kw).sum() == pytest.approx(np.abs(reference.kw).sum(), rel=1e-9)
+
+
+def test_coarse_stage_reaches_the_single_lp_optimum(wide_market, monkeypatch):
+    """The coarse LP and its window give the value, prices and least transfer of one LP over
+    every free segment, and of the plain epigraph LP."""
+    coarse_calls = []
+    original = formulation.Formulation._coarse
+    monkeypatch.setattr(formulation.Formulation, "_coarse",
+                        lambda self, *args: coarse_calls.append(1) or original(self, *args))
+    staged = clear(wide_market)
+    assert coarse_calls, "the coarse stage did not run"
+    monkeypatch.setattr(formulation, "COARSE_MIN_SEGMENTS", 10**9)
+    single = clear(wide_market)
+    assert len(coarse_calls) == 1
+    same_optimum(staged, single)
+    assert staged.objective_usd == pytest.approx(epigraph_optimum(wide_market), rel=1e-9)
+    assert verify_certificate(wide_market, staged).ok and staged.price_rule == "midpoint"
+
+
+def test_wrongly_settled_segments_are_freed(wide_market, monkeypatch):
+    """Segments settled on the wrong side of the price (here every segment whose slope is
+    within 0.5 $/kW above the optimal price is declared empty) are found by their reduced
+    costs and freed, and the LP, started again from its last basis, ends at the optimum."""
+    expected = clear(wide_market)
+    pivot = expected.price_usd_per_kw
+
+    def settled(self):
+        above = self.seg_slope - pivot[self.seg_t]
+        return above > 1.0, above < 0.5
+
+    monkeypatch.setattr(formulation, "COARSE_MIN_SEGMENTS", 10**9)
+    monkeypatch.setattr(formulation.Formulation, "_settled_segments", settled)
+    solves = []
+    original = formulation.highs.solve
+    monkeypatch.setattr(formulation.highs, "solve",
+                        lambda *args, **kwargs: solves.append(kwargs.get("basis"))
+                        or original(*args, **kwargs))
+    result = clear(wide_market)
+    assert len(solves) >= 3 and solves[1] is not None, "no LP started again from a basis"
+    same_optimum(result, expected)
+    assert verify_certificate(wide_market, result).ok
