@@ -41,12 +41,9 @@ import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see i
 import numpy as np  # noqa: E402
 from gridsim.federates.dopf import peer  # noqa: E402
 from gridsim.federates.dopf.algorithms import make  # noqa: E402
-from gridsim.federates.dopf.federate import build_problem, operating_point  # noqa: E402
-from gridsim.federates.dopf.sensitivity import Devices, linearize  # noqa: E402
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
 
 from gridsim import feeders  # noqa: E402
-from gridsim.network import Network  # noqa: E402
 from gridsim.wiring import load_federation  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,13 +62,8 @@ def closed_loop(replay: peer.StepReplay, params: dict, name: str, iterations: in
     rows = []
     for iteration in range(1, iterations + 1):
         start = time.perf_counter()
-        net = Network.from_topology(messages["topology"])
-        pv, loads = messages["pv_states"], messages["load_states"]
-        v = operating_point(net, messages["voltages_magnitude"], messages["voltages_angle"])
-        devices = Devices.from_states(net, pv, loads, params["flexible_loads"])
-        problem = build_problem(linearize(net, v, devices), pv, loads, params)
-        problem = problem.replace(q0_kvar=q_ref, v0_pu=problem.v0_pu - problem.vq_pu_per_kvar
-                                  @ (np.asarray(pv.q_kvar) - q_ref))
+        pv = messages["pv_states"]
+        problem = peer.held_reference_problem(messages, params, q_ref)
         prepare_s = time.perf_counter() - start
         solution = algorithm.solve(problem)
         messages = replay.apply(list(pv.ids), problem.available_kw - solution.curt, solution.q)

@@ -28,13 +28,10 @@ import pytest
 import scipy.sparse as sp
 from gridsim.federates.dopf import peer
 from gridsim.federates.dopf.algorithms import make
-from gridsim.federates.dopf.federate import build_problem, operating_point
 from gridsim.federates.dopf.problem import Solution
-from gridsim.federates.dopf.sensitivity import Devices, linearize
 from gridsim.federates.feeder.model import FeederModel
 
 from gridsim import feeders
-from gridsim.network import Network
 from gridsim.wiring import load_federation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,13 +77,8 @@ def central_closed_loop(replay: peer.StepReplay, params: dict, iterations: int =
     algorithm, messages = make("central"), replay.restore()
     q_ref = np.asarray(replay.first["pv_states"].q_kvar)
     for _ in range(iterations):
-        net = Network.from_topology(messages["topology"])
-        pv, loads = messages["pv_states"], messages["load_states"]
-        v = operating_point(net, messages["voltages_magnitude"], messages["voltages_angle"])
-        devices = Devices.from_states(net, pv, loads, params["flexible_loads"])
-        problem = build_problem(linearize(net, v, devices), pv, loads, params)
-        problem = problem.replace(q0_kvar=q_ref, v0_pu=problem.v0_pu - problem.vq_pu_per_kvar
-                                  @ (np.asarray(pv.q_kvar) - q_ref))
+        pv = messages["pv_states"]
+        problem = peer.held_reference_problem(messages, params, q_ref)
         solution = algorithm.solve(problem)
         assert solution.status == "optimal"
         messages = replay.apply(list(pv.ids), problem.available_kw - solution.curt, solution.q)

@@ -72,10 +72,13 @@ import scipy.sparse as sp
 from distopf.dss_importer.dss_to_csv_converter import DSSToCSVConverter
 from distopf.matrix_models.lindist import LinDistModel
 from distopf.matrix_models.solvers import cvxpy_solve, lp_solve
+from gridsim.federates.dopf.federate import build_problem, operating_point
+from gridsim.federates.dopf.sensitivity import Devices, linearize
 from gridsim.federates.feeder.model import FeederModel
 from opendssdirect import dss as dss_engine
 
 from gridsim.messages import PVStates
+from gridsim.network import Network
 from gridsim.offline import feeder_step
 
 S_BASE_VA = 1e6
@@ -408,6 +411,19 @@ class StepReplay:
         """The step solved again as first solved (no setpoints): the operating point."""
         pv = self.first["pv_states"]
         return self.apply(list(pv.ids), np.asarray(pv.available_kw), np.asarray(pv.q_kvar))
+
+
+def held_reference_problem(messages: dict, params: dict, q_ref_kvar: np.ndarray):
+    """Our DOPF problem at the step of `messages`, as the federate builds it, but with the
+    PV reactive reference held at `q_ref_kvar` (the federate moves it to the q in force;
+    holding it keeps every re-linearization solving the same problem as distopf's)."""
+    net = Network.from_topology(messages["topology"])
+    pv, loads = messages["pv_states"], messages["load_states"]
+    v = operating_point(net, messages["voltages_magnitude"], messages["voltages_angle"])
+    devices = Devices.from_states(net, pv, loads, params["flexible_loads"])
+    problem = build_problem(linearize(net, v, devices), pv, loads, params)
+    shift = problem.vq_pu_per_kvar @ (np.asarray(pv.q_kvar) - q_ref_kvar)
+    return problem.replace(q0_kvar=q_ref_kvar, v0_pu=problem.v0_pu - shift)
 
 
 def solve_at(replay: StepReplay, settings: PeerSettings | None = None
