@@ -13,6 +13,7 @@ environment, a real HELICS broker, real federate processes and real OpenDSS. Hel
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,21 @@ def write_scenario_copy(src: str | Path, dest: Path, **changes) -> Path:
 @pytest.fixture(scope="session")
 def write_scenario():
     return write_scenario_copy
+
+
+@pytest.fixture(scope="session")
+def run_data(run_gridsim):
+    """``run_data(data, out)``: write scenario `data` beside run directory `out`, run it
+    (it must succeed) and return its summary's ``federates`` part."""
+
+    def run(data: dict, out: Path, timeout: float = 300.0) -> dict:
+        path = out.with_name(f"{out.name}.yaml")
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        code, _, stderr = run_gridsim("run", path, "--out", out, "--quiet", timeout=timeout)
+        assert code == 0, stderr
+        return json.loads((out / "summary.json").read_text())["federates"]
+
+    return run
 
 
 # -- processes ---------------------------------------------------------------------------

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 _CONSOLE_SCRIPT = Path(sys.executable).with_name("gridsim")  # not resolved: the venv's bin
 
 
@@ -16,3 +20,13 @@ def gridsim(*args: str) -> subprocess.CompletedProcess:
     else:
         cmd = [sys.executable, "-c", "from gridsim.cli.main import main; main()"]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+
+
+def scenario_data(name: str) -> dict:
+    """Bundled scenario `name` as a dict to change, its feeder overlays made absolute so
+    that a copy written anywhere still finds them."""
+    data = yaml.safe_load((REPO_ROOT / "scenarios" / f"{name}.yaml").read_text())
+    if "feeder_overlays" in data:
+        data["feeder_overlays"] = [str(REPO_ROOT / "scenarios" / p)
+                                   for p in data["feeder_overlays"]]
+    return data

@@ -8,43 +8,30 @@ DOPF steps of any excursion, with every solve optimal.
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import yaml
+from helpers import scenario_data
 
 LIMIT = 1.05 + 0.002
 
 
-def dopf_scenario(repo_root, tmp_path, control: bool, algorithm: str = "primal-dual"):
-    data = yaml.safe_load((repo_root / "scenarios" / "ieee123-dopf.yaml").read_text())
-    data["feeder_overlays"] = [str(repo_root / "scenarios" / p) for p in data["feeder_overlays"]]
+def dopf_scenario(control: bool, algorithm: str = "primal-dual") -> dict:
+    data = scenario_data("ieee123-dopf")
     if control:
         data["federates"]["dopf"]["parameters"]["algorithm"] = algorithm
     else:
         del data["federates"]["dopf"]
         data["links"] = [link for link in data["links"] if "dopf" not in link]
-    path = tmp_path / f"dopf-{control}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def run(run_gridsim, path, out) -> dict:
-    code, _, stderr = run_gridsim("run", path, "--out", out, "--quiet", timeout=300)
-    assert code == 0, stderr
-    return json.loads((out / "summary.json").read_text())["federates"]
+    return data
 
 
 @pytest.fixture(scope="module")
-def uncontrolled(run_gridsim, repo_root, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("uncontrolled")
-    return run(run_gridsim, dopf_scenario(repo_root, tmp, control=False), tmp / "run")
+def uncontrolled(run_data, tmp_path_factory):
+    return run_data(dopf_scenario(control=False), tmp_path_factory.mktemp("uncontrolled") / "run")
 
 
 @pytest.fixture(scope="module")
-def controlled(run_gridsim, repo_root, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("controlled")
-    return run(run_gridsim, dopf_scenario(repo_root, tmp, control=True), tmp / "run")
+def controlled(run_data, tmp_path_factory):
+    return run_data(dopf_scenario(control=True), tmp_path_factory.mktemp("controlled") / "run")
 
 
 def excursions(v_max: list[float]) -> list[int]:
@@ -82,14 +69,10 @@ def test_dopf_summary_reports_the_run(controlled):
 
 
 @pytest.fixture(scope="module")
-def discrete(run_gridsim, repo_root, tmp_path_factory):
+def discrete(run_data, tmp_path_factory):
     """``scenarios/ieee123-dopf-discrete.yaml``: the DOPF also sets taps and banks."""
-    tmp = tmp_path_factory.mktemp("discrete")
-    data = yaml.safe_load((repo_root / "scenarios" / "ieee123-dopf-discrete.yaml").read_text())
-    data["feeder_overlays"] = [str(repo_root / "scenarios" / p) for p in data["feeder_overlays"]]
-    path = tmp / "discrete.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return run(run_gridsim, path, tmp / "run")
+    return run_data(scenario_data("ieee123-dopf-discrete"),
+                    tmp_path_factory.mktemp("discrete") / "run")
 
 
 def test_dopf_with_taps_and_banks_keeps_the_limit(discrete):

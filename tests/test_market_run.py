@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 from gridsim.federates.market.federate import _log_signer  # noqa: F401 -- same key below
+from helpers import scenario_data
 
 from gridsim.ledger.checkpoint import NoteVerifier
 from gridsim.ledger.identity import verify_entry
@@ -23,15 +24,10 @@ from gridsim.ledger.store import load_ledger, reverify
 SHORTAGE_STEPS = range(48, 64)  # 12:00 to 15:45 at 15 min
 
 
-def run_shortage(run_gridsim, repo_root, tmp_path, **regulator) -> tuple[dict, sqlite3.Connection]:
-    data = yaml.safe_load((repo_root / "scenarios" / "ieee123-shortage.yaml").read_text())
+def run_shortage(run_data, tmp_path, **regulator) -> tuple[dict, sqlite3.Connection]:
+    data = scenario_data("ieee123-shortage")
     data["federates"]["regulator"]["parameters"].update(regulator)
-    path = tmp_path / "shortage.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
-                                  timeout=300)
-    assert code == 0, stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["federates"]
+    summary = run_data(data, tmp_path / "run")
     return summary, sqlite3.connect(tmp_path / "run" / "results.sqlite")
 
 
@@ -42,9 +38,9 @@ def recorded(db: sqlite3.Connection, topic: str) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def shortage(run_gridsim, repo_root, tmp_path_factory):
+def shortage(run_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shortage")
-    summary, db = run_shortage(run_gridsim, repo_root, tmp)
+    summary, db = run_shortage(run_data, tmp)
     return summary, db, tmp / "run"
 
 
@@ -101,10 +97,9 @@ def test_ledger_holds_every_signed_bid_and_reverifies_clean(shortage, repo_root)
     assert reverify(run_dir / "ledger", registry, log) == []
 
 
-def test_policy_changes_the_payment_rule_without_code(run_gridsim, repo_root, tmp_path,
-                                                     shortage):
+def test_policy_changes_the_payment_rule_without_code(run_data, tmp_path, shortage):
     """The regulator says uniform-price: the same clearing, other payments."""
-    summary, _ = run_shortage(run_gridsim, repo_root, tmp_path, payment_rule="uniform-price")
+    summary, _ = run_shortage(run_data, tmp_path, payment_rule="uniform-price")
     market, base = summary["market"], shortage[0]["market"]
     assert market["payment_rule"] == "uniform-price"
     assert market["saving_usd_per_h"] == pytest.approx(base["saving_usd_per_h"])
@@ -112,7 +107,7 @@ def test_policy_changes_the_payment_rule_without_code(run_gridsim, repo_root, tm
     assert market["checks"]["budget_balance"] and market["checks"]["certificate"]
 
 
-def test_paper_logic_in_a_federation(run_gridsim, tmp_path):
+def test_paper_logic_in_a_federation(run_data, tmp_path):
     """The paper's two-entity logic on IEEE 13 through the feeder: entities on loads 671
     and 692, one block each at 1.5 and 7.5 $/kWh, half their demand supplied for two hours.
     With d the demands, the low-value entity gives its half to the other, up to the other's
@@ -133,12 +128,7 @@ def test_paper_logic_in_a_federation(run_gridsim, tmp_path):
         "links": ["feeder.load_states -> market.load_states",
                   "market.load_caps -> feeder.load_caps"],
     }
-    path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
-                                  timeout=300)
-    assert code == 0, stderr
-    market = json.loads((tmp_path / "run" / "summary.json").read_text())["federates"]["market"]
+    market = run_data(data, tmp_path / "run")["market"]
     (clearing,) = [json.loads(line) for line in
                    (tmp_path / "run" / "ledger" / "clearings.jsonl").read_text().splitlines()]
     d_a, d_b = (2 * clearing["bounds_kw"][i][0] for i in range(2))
@@ -165,9 +155,9 @@ def test_bad_entity_definition_stops_before_the_run(run_gridsim, tmp_path):
     assert "sum to 0.5" in stderr
 
 
-def test_same_shortage_twice_gives_the_same_bytes(run_gridsim, repo_root, tmp_path, shortage):
+def test_same_shortage_twice_gives_the_same_bytes(run_data, tmp_path, shortage):
     """Entities, bids, signatures, clearing and payments all come from the seed."""
-    run_shortage(run_gridsim, repo_root, tmp_path)
+    run_shortage(run_data, tmp_path)
     for name in ("summary.json", "ledger/entries.jsonl", "ledger/checkpoints.jsonl",
                  "ledger/clearings.jsonl"):
         assert (tmp_path / "run" / name).read_bytes() == (shortage[2] / name).read_bytes(), name

@@ -3,8 +3,6 @@ that changes the DOPF's behaviour in a real federation with no code change."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 from gridsim.federates.regulator.policy import (
@@ -13,6 +11,7 @@ from gridsim.federates.regulator.policy import (
     parse_changes,
     policy_at,
 )
+from helpers import scenario_data
 
 BASE = {"payment_rule": "proportional", "price_cap": None, "fairness_premium": 0.0,
         "v_min": 0.95, "v_max": 1.05, "changes": []}
@@ -56,19 +55,13 @@ def test_bad_policy_stops_before_the_run(run_gridsim, repo_root, tmp_path):
     assert "Traceback" not in stderr
 
 
-def test_regulator_voltage_limit_drives_the_dopf(run_gridsim, repo_root, tmp_path):
+def test_regulator_voltage_limit_drives_the_dopf(run_data, tmp_path):
     """The regulator's v_max of 1.04 replaces the DOPF's own 1.05: the real maximum of the
     high-PV day stays within 1.04 + 0.002 p.u. after each excursion of at most 4 steps."""
-    data = yaml.safe_load((repo_root / "scenarios" / "ieee123-dopf.yaml").read_text())
-    data["feeder_overlays"] = [str(repo_root / "scenarios" / p) for p in data["feeder_overlays"]]
+    data = scenario_data("ieee123-dopf")
     data["federates"]["regulator"] = {"type": "regulator", "parameters": {"v_max": 1.04}}
     data["links"].append("regulator.policy -> dopf.policy")
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
-                                  timeout=300)
-    assert code == 0, stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["federates"]
+    summary = run_data(data, tmp_path / "run")
     v_max = summary["feeder"]["v_max_pu_per_step"]
     above, run = [], 0
     for v in v_max:
