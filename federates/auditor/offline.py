@@ -20,7 +20,7 @@ from gridsim.federates.auditor.federate import witness_signer
 
 from gridsim import messages as m
 from gridsim.errors import InputError
-from gridsim.ledger.checkpoint import NoteVerifier
+from gridsim.ledger.checkpoint import Checkpoint, NoteError, NoteVerifier, parse_note
 from gridsim.ledger.identity import EntryError, read_bid
 from gridsim.ledger.store import LedgerError, load_ledger, reverify
 
@@ -62,7 +62,10 @@ def audit_run(run_dir: Path) -> OfflineAudit:
     auditor = Auditor(registration, witness_signer(0, "offline"))
     start = 0
     for record in stored.checkpoints:
-        size = int(record.note.splitlines()[1])
+        try:
+            size = Checkpoint.parse(parse_note(record.note).text).size
+        except NoteError:
+            break  # reverify has reported it (ledger.malformed_checkpoint)
         entries = stored.entries[start:size]
         update = m.LedgerUpdate(
             time_s=0.0, round=_round_of(entries), first_index=start,
