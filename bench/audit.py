@@ -22,15 +22,15 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
 import numpy as np  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
+from gridsim import messages as m  # noqa: E402
 from gridsim.federates.auditor.checks import Auditor, check_metering  # noqa: E402
 from gridsim.federates.auditor.federate import witness_signer  # noqa: E402
 from gridsim.federates.market.entities import default_bounds, generate_entities  # noqa: E402
 from gridsim.federates.market.session import bid_content, certificate, run_round  # noqa: E402
-
-from gridsim import messages as m  # noqa: E402
 from gridsim.ledger.checkpoint import NoteSigner  # noqa: E402
 from gridsim.ledger.identity import derive_secret, make_keys, make_registry, sign_bid  # noqa: E402
 from gridsim.ledger.store import Ledger  # noqa: E402

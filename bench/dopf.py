@@ -45,8 +45,11 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
 import numpy as np  # noqa: E402
+
+import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
+from gridsim import feeders  # noqa: E402
+from gridsim.components import load_definition  # noqa: E402
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make  # noqa: E402
 from gridsim.federates.dopf.federate import (  # noqa: E402
     build_problem,
@@ -59,9 +62,6 @@ from gridsim.federates.dopf.sensitivity import (  # noqa: E402
     linearize,
 )
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
-
-from gridsim import feeders  # noqa: E402
-from gridsim.components import load_definition  # noqa: E402
 from gridsim.network import Network  # noqa: E402
 from gridsim.offline import feeder_step  # noqa: E402
 from gridsim.wiring import load_federation  # noqa: E402

@@ -37,13 +37,13 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
 import numpy as np  # noqa: E402
+
+import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
+from gridsim import feeders  # noqa: E402
 from gridsim.federates.dopf import peer  # noqa: E402
 from gridsim.federates.dopf.algorithms import make  # noqa: E402
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
-
-from gridsim import feeders  # noqa: E402
 from gridsim.wiring import load_federation  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

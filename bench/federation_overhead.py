@@ -244,7 +244,6 @@ def replay_recorder(db_path: Path, target: Path) -> dict:
 def scenario_facts(scenario: Path) -> dict:
     """What the children need: feeder files, clock, feeder parameters, federate names."""
     from gridsim.federates.feeder.model import start_hour
-
     from gridsim.wiring import load_federation
 
     federation = load_federation(scenario)

@@ -30,8 +30,9 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
 import numpy as np  # noqa: E402
+
+import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
 from gridsim.federates.market.clearing import clear, verify_certificate  # noqa: E402
 from gridsim.federates.market.entities import (  # noqa: E402
     default_bounds,

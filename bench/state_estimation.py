@@ -81,7 +81,6 @@ def feeder_messages(name: str, steps: range, start: datetime = START) -> dict:
     does (controls and taps evolve from the start of the day)."""
     from gridsim.federates.feeder.model import FeederModel
     from gridsim.feeders import resolve
-
     from gridsim.offline import feeder_step
 
     t0 = time.perf_counter()
@@ -159,7 +158,6 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
 def child_9500(limit_s: float) -> None:
     """The IEEE 9500 measurements; one JSON line per event on stdout (see `measure_9500`)."""
     from gridsim.federates.wls.federate import rebuild_estimator
-
     from gridsim.offline import EstimatorChain, SensorChain
 
     def emit(event: str, **data) -> None:

@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from gridsim.feeders import bundled_names
 
 from gridsim import __version__
 from gridsim.build import RunSettings, runner_json, write_build
 from gridsim.components import builtin_types, load_definition
 from gridsim.errors import InputError
+from gridsim.feeders import bundled_names
 from gridsim.messages import json_schema
 from gridsim.supervisor import RunResult, run_federation
 from gridsim.wiring import Federation, load_federation
@@ -177,7 +177,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def audit(run_dir: str) -> None:
     """Re-verify a run's market ledger, rounds and metering offline (exit 1 on findings)."""
-    from gridsim.federates.auditor.offline import audit_run
+    from gridsim.federates.auditor.replay import audit_run
 
     try:
         result = audit_run(Path(run_dir))

@@ -17,14 +17,14 @@ import sqlite3
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gridsim import messages as m
+from gridsim.build import federate_seed
 from gridsim.federates.auditor.checks import FINDING_CODES, Auditor, bids_of, check_metering
 from gridsim.federates.auditor.federate import witness_signer
 from gridsim.federates.market.clearing import clear
 from gridsim.federates.market.payments import settle
 from gridsim.federates.market.session import bid_content, certificate
-
-from gridsim import messages as m
-from gridsim.build import federate_seed
 from gridsim.ledger.canonical import canonical_bytes
 from gridsim.ledger.checkpoint import NoteSigner
 from gridsim.ledger.identity import LedgerEntry, derive_secret, make_keys, sign_bid

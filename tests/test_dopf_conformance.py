@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
 from gridsim.federates.dopf.instances import perturb, random_instance
 from gridsim.federates.dopf.problem import DOPFProblem

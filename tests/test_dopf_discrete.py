@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.discrete import DiscreteProblem, candidates, solve_discrete
 from gridsim.federates.dopf.instances import random_instance

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
 from gridsim.federates.dopf.federate import operating_point, solve_step
 from gridsim.federates.dopf.sensitivity import limited_nodes
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.feeders import resolve
-
 from gridsim.network import Network
 from gridsim.offline import feeder_step
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import opendssdirect as dss
 import pytest
+
 from gridsim.federates.dopf.sensitivity import Devices, DiscreteDevices, linearize
 from gridsim.federates.feeder.federate import topology_message
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.feeders import resolve
-
 from gridsim.messages import CapacitorStates, LoadStates, PVStates, RegulatorStates
 from gridsim.network import Network
 

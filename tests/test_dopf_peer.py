@@ -26,12 +26,12 @@ import numpy as np
 import opendssdirect as dss
 import pytest
 import scipy.sparse as sp
+
+from gridsim import feeders
 from gridsim.federates.dopf import peer
 from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.problem import Solution
 from gridsim.federates.feeder.model import FeederModel
-
-from gridsim import feeders
 from gridsim.wiring import load_federation
 
 REPO = Path(__file__).resolve().parent.parent

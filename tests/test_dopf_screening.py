@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
 from gridsim.federates.dopf.instances import random_instance
 from gridsim.federates.dopf.problem import DOPFProblem

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import opendssdirect as dss
 import pytest
+
 from gridsim.federates.feeder.model import FeederModel, Rejected, shape_multiplier
 from gridsim.feeders import resolve
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.federates.wls.federate import measurement_set
 from gridsim.federates.wls.functions import Functions
 from gridsim.feeders import resolve
-
 from gridsim.network import Network, is_switch_conductor
 from gridsim.offline import EstimatorChain, SensorChain, feeder_step
 

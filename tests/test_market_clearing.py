@@ -7,6 +7,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import sparse
+from scipy.optimize import linprog
+
 from gridsim.federates.market import formulation
 from gridsim.federates.market.clearing import clear, verify_certificate
 from gridsim.federates.market.conformance import (
@@ -18,8 +21,6 @@ from gridsim.federates.market.conformance import (
     two_entities,
 )
 from gridsim.federates.market.guidance import guidance
-from scipy import sparse
-from scipy.optimize import linprog
 
 
 def bids_of(case: Case):

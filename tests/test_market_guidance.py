@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.market.entities import (
     Battery,
     Entity,

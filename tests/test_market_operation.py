@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.market.clearing import clear
 from gridsim.federates.market.conformance import battery_shift, mixed_resources, simple_entity
 from gridsim.federates.market.entities import Battery

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.market.clearing import best_total_value, clear
 from gridsim.federates.market.conformance import (
     HAND_MADE,

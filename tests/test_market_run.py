@@ -14,9 +14,9 @@ from base64 import b64decode
 import numpy as np
 import pytest
 import yaml
-from gridsim.federates.market.federate import _log_signer  # noqa: F401 -- same key below
 from helpers import scenario_data
 
+from gridsim.federates.market.federate import _log_signer  # noqa: F401 -- same key below
 from gridsim.ledger.checkpoint import NoteVerifier
 from gridsim.ledger.identity import verify_entry
 from gridsim.ledger.store import load_ledger, reverify

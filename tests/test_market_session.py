@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gridsim.federates.market.entities import Entity, LoadBlock, default_bounds
 from gridsim.federates.market.session import fairness_premium, run_round
 

@@ -21,6 +21,7 @@ import opendssdirect as dss
 import pytest
 import scipy.sparse as sp
 import yaml
+
 from gridsim.feeders import resolve
 
 N_STEPS = 96

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers import scenario_data
+
 from gridsim.federates.regulator.policy import (
     check_parameters,
     initial_policy,
     parse_changes,
     policy_at,
 )
-from helpers import scenario_data
 
 BASE = {"payment_rule": "proportional", "price_cap": None, "fairness_premium": 0.0,
         "v_min": 0.95, "v_max": 1.05, "changes": []}

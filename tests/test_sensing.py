@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+
 from gridsim.federates.sensor.sensing import (
     BadData,
     DeviceState,
@@ -387,9 +388,8 @@ def test_missing_truth_raises_naming_the_ids():
 def test_truth_of_reads_generator_states():
     """The federate's inputs: a GeneratorStates message becomes the truth's generators, ids
     prefixed with their kind (a generator and a storage unit may share a name)."""
-    from gridsim.federates.sensor.federate import truth_of
-
     from gridsim import messages as m
+    from gridsim.federates.sensor.federate import truth_of
 
     latest = {
         "load_states": m.LoadStates(ids=["l1"], bus=["b1"], p_kw=[3.0], q_kvar=[1.0],

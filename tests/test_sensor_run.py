@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from gridsim.federates.sensor.federate import check_inputs
 from gridsim.federates.sensor.sensing import SensorConfig, SensorConfigError
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
-from gridsim.federates.wls.functions import Functions
-from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
+from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
+from gridsim.federates.wls.functions import Functions
+from gridsim.federates.wls.measurements import MeasurementBuilder, P, Q
 from gridsim.network import Network
 
 BASE_V = 2401.8

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gridsim.federates.wls import federate
-from gridsim.federates.wls.estimator import EstimationError, WLSEstimator
 from test_wls import BASE_V, topology, true_state, with_stray_bus
 
 from gridsim import messages as m
+from gridsim.federates.wls import federate
+from gridsim.federates.wls.estimator import EstimationError, WLSEstimator
 from gridsim.network import Network
 
 STEP_S = 900.0

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
-from gridsim.federates.market.clearing import verify_certificate
-from gridsim.federates.market.guidance import Bid
 
 from gridsim import messages as m
+from gridsim.federates.market.clearing import verify_certificate
+from gridsim.federates.market.guidance import Bid
 from gridsim.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, Witness, WitnessRefusal
 from gridsim.ledger.identity import (
     Disclosure,

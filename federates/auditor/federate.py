@@ -9,9 +9,9 @@ that it extends the last one it cosigned, and publishes the cosigned note.
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gridsim.federates.auditor.checks import Auditor, check_metering
 
 from gridsim import messages as m
+from gridsim.federates.auditor.checks import Auditor, check_metering
 from gridsim.ledger.checkpoint import NoteSigner
 from gridsim.ledger.identity import derive_secret
 from gridsim.runtime import FederateRuntime

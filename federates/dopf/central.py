@@ -57,6 +57,7 @@ from collections import OrderedDict
 
 import cvxpy as cp
 import numpy as np
+
 from gridsim.federates.dopf.problem import DOPFProblem, Solution, Status
 from gridsim.federates.dopf.screening import RowGeneration
 

@@ -31,6 +31,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
 
 

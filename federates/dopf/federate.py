@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from gridsim import messages as m
 from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.discrete import DiscreteProblem, solve_discrete
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
@@ -27,8 +29,6 @@ from gridsim.federates.dopf.sensitivity import (
     LinearModel,
     linearize,
 )
-
-from gridsim import messages as m
 from gridsim.network import Network
 from gridsim.runtime import FederateRuntime
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from gridsim.federates.dopf.problem import DOPFProblem
 
 

@@ -72,11 +72,11 @@ import scipy.sparse as sp
 from distopf.dss_importer.dss_to_csv_converter import DSSToCSVConverter
 from distopf.matrix_models.lindist import LinDistModel
 from distopf.matrix_models.solvers import cvxpy_solve, lp_solve
+from opendssdirect import dss as dss_engine
+
 from gridsim.federates.dopf.federate import build_problem, operating_point
 from gridsim.federates.dopf.sensitivity import Devices, linearize
 from gridsim.federates.feeder.model import FeederModel
-from opendssdirect import dss as dss_engine
-
 from gridsim.messages import PVStates
 from gridsim.network import Network
 from gridsim.offline import feeder_step

@@ -71,6 +71,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 from gridsim.federates.dopf.problem import DOPFProblem, Solution, StandardForm
 from gridsim.federates.dopf.screening import RowGeneration
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
 
 NEAR_PU = 2e-3

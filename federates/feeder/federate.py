@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from gridsim.federates.feeder.model import FeederModel, Rejected
 
 from gridsim import messages as m
+from gridsim.federates.feeder.model import FeederModel, Rejected
 from gridsim.runtime import FederateRuntime
 
 log = logging.getLogger("gridsim.feeder")

@@ -17,9 +17,10 @@ from datetime import datetime
 
 import numpy as np
 import opendssdirect as dss
+
 from gridsim.federates.feeder import commands
+from gridsim.federates.feeder.admittance import NetworkModel, compile_into
 from gridsim.federates.feeder.commands import LoadCapper, Rejected
-from gridsim.federates.feeder.network import NetworkModel, compile_into
 from gridsim.feeders import FeederSource
 
 

@@ -4,8 +4,8 @@ Bids (`guidance.Bid`) are stacked in input order: cut ``k`` has intercept ``a_k`
 slope ``g_k`` ($ per kW in every interval), belongs to entity ``cut_entity[k]`` and to group
 ``cut_group[k]`` (numbered across all entities). An entity is *coupled* (a battery) unless it
 is made of exactly one group per interval; the groups of the others each depend on one
-interval and are one-dimensional concave functions, which `Market.segments` turns into
-segments between breakpoints. `Market.coupled_rows` writes the coupled cuts relative to their
+interval and are one-dimensional concave functions, which `OrderBook.segments` turns into
+segments between breakpoints. `OrderBook.coupled_rows` writes the coupled cuts relative to their
 group's median slope (`formulation` explains why).
 """
 
@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from gridsim.federates.market.guidance import Bid
 from scipy import sparse
 
+from gridsim.federates.market.guidance import Bid
 
-class Market:
+
+class OrderBook:
     """All bids as flat arrays: the cuts of every entity stacked in input order, and the
     derived views the LPs need (groups, segments of one-dimensional groups, coupled rows).
     ``coupled`` marks the entities not made of exactly one group per interval (batteries)."""

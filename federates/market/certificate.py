@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from gridsim.federates.market.book import Market
+
+from gridsim.federates.market.book import OrderBook
 from gridsim.federates.market.guidance import Bid
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def verify_certificate(bids: Sequence[Bid], clearing: Clearing,
     ``1 + max |bound|`` kW, ``1 + max |g|`` $ per kW, and
     ``1 + sum |s_j| + sum |mu_k a_k| + sum |beta * bound|`` $.
     """
-    market = Market(bids)
+    market = OrderBook(bids)
     kw, s, mu = clearing.kw, clearing.group_value_usd, clearing.cut_dual
     up, down = clearing.upper_dual_usd_per_kw, clearing.lower_dual_usd_per_kw
     primal = max(np.max(market.lo - kw, initial=0.0), np.max(kw - market.hi, initial=0.0),

@@ -15,9 +15,9 @@ point and a zero gap prove optimality (`certificate.verify_certificate`). ``p_t`
 price of one kW of rights over the whole interval t, $ per kW (divide by the interval's
 hours for $/kWh). Every bid is 0 at ``kw = 0``, so the objective is the cooperation benefit.
 
-`clear` runs the steps, each in its own module: the bids as flat arrays (`book.Market`), the
+`clear` runs the steps, each in its own module: the bids as flat arrays (`book.OrderBook`), the
 LP as solved and the tie-break to the least transfer (`formulation`), the prices and their
-multipliers (`prices`). `Market` and `verify_certificate` are re-exported here, where
+multipliers (`prices`). `OrderBook` and `verify_certificate` are re-exported here, where
 callers have always found them.
 """
 
@@ -28,13 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from gridsim.federates.market.book import Market
+
+from gridsim.federates.market.book import OrderBook
 from gridsim.federates.market.certificate import CertificateCheck, verify_certificate
 from gridsim.federates.market.formulation import Formulation
 from gridsim.federates.market.guidance import Bid
 from gridsim.federates.market.prices import PriceSet, solver_dual
 
-__all__ = ["CertificateCheck", "Clearing", "Market", "best_total_value", "clear",
+__all__ = ["CertificateCheck", "Clearing", "OrderBook", "best_total_value", "clear",
            "verify_certificate"]
 
 
@@ -75,7 +76,7 @@ def clear(bids: Sequence[Bid], *, tie_break: bool = True,
     if price_rule not in ("midpoint", "solver-dual"):
         raise ValueError(f"unknown price rule {price_rule!r}; known: midpoint, solver-dual")
     start = time.perf_counter()
-    market = Market(bids)
+    market = OrderBook(bids)
     form = Formulation(market)
     first = form.first()
     kw = form.kw(first.delta, first.kw)
@@ -103,7 +104,7 @@ def clear(bids: Sequence[Bid], *, tie_break: bool = True,
 
 def best_total_value(bids: Sequence[Bid]) -> float:
     """Optimal ``sum_i v_i`` under the clearing's constraints (first LP only), $."""
-    form = Formulation(Market(bids))
+    form = Formulation(OrderBook(bids))
     first = form.first()
     kw = form.kw(first.delta, first.kw)
     return float(form.market.group_values(kw).sum())

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from gridsim.federates.market.clearing import clear, verify_certificate
 from gridsim.federates.market.entities import (
     Battery,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
 from gridsim.federates.market.entities import (
     Battery,
     Entity,

@@ -20,12 +20,12 @@ import base64
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gridsim import messages as m
 from gridsim.federates.market.clearing import verify_certificate
 from gridsim.federates.market.definitions import entities_from_definitions
 from gridsim.federates.market.entities import default_bounds, generate_entities
 from gridsim.federates.market.session import Round, bid_content, certificate, run_round
-
-from gridsim import messages as m
 from gridsim.ledger.checkpoint import NoteSigner
 from gridsim.ledger.identity import derive_secret, make_keys, make_registry, sign_bid
 from gridsim.ledger.store import Ledger

@@ -39,10 +39,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from gridsim.federates.market import highs
-from gridsim.federates.market.book import Market
-from gridsim.federates.market.highs import BASIC, LOWER, UPPER, Basis
 from scipy import sparse
+
+from gridsim.federates.market import highs
+from gridsim.federates.market.book import OrderBook
+from gridsim.federates.market.highs import BASIC, LOWER, UPPER, Basis
 
 FACE_RTOL = 1e-9
 """A first-LP multiplier above this fraction of the largest slope fixes its row or bound."""
@@ -55,7 +56,7 @@ COARSE_MIN_SEGMENTS = 4 * CHUNK_SEGMENTS
 class Formulation:
     """The LP as solved (module doc): segment columns, coupled kw columns, ``u`` columns."""
 
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: OrderBook) -> None:
         self.market = market
         n = market.n
         self.seg_entity, self.seg_t, self.seg_start, self.seg_length, self.seg_slope = \

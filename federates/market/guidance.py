@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from gridsim.federates.market.entities import Entity
 from scipy import sparse
 from scipy.optimize import linprog
+
+from gridsim.federates.market.entities import Entity
 
 RECEIVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 GIVE_UP_FRACTIONS = (0.25, 0.5, 0.75, 1.0)

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from gridsim.federates.market.entities import Entity
-from gridsim.federates.market.guidance import MicrogridLP
 from scipy import sparse
 from scipy.optimize import linprog
+
+from gridsim.federates.market.entities import Entity
+from gridsim.federates.market.guidance import MicrogridLP
 
 THROUGHPUT_WEIGHT = 2.0
 """Weight of battery charge and discharge energy against grid import in the tie-break."""

@@ -28,6 +28,7 @@ from math import factorial
 from typing import Protocol
 
 import numpy as np
+
 from gridsim.federates.market.clearing import Clearing, best_total_value
 from gridsim.federates.market.guidance import Bid
 

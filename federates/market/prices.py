@@ -19,16 +19,17 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-from gridsim.federates.market.book import Market
-from gridsim.federates.market.formulation import Formulation
 from scipy import sparse
 from scipy.optimize import linprog, nnls
+
+from gridsim.federates.market.book import OrderBook
+from gridsim.federates.market.formulation import Formulation
 
 ACTIVE_RTOL = 1e-7
 """A cut or bound is active when its slack is below this fraction of its scale."""
 
 
-def active(market: Market, kw: np.ndarray, groups: np.ndarray):
+def active(market: OrderBook, kw: np.ndarray, groups: np.ndarray):
     """Active cuts (slack within tolerance of the group's value) and active bounds."""
     scale = 1.0 + np.abs(market.a) + np.einsum("kn,kn->k", np.abs(market.g),
                                               np.abs(kw[market.cut_entity]))
@@ -43,7 +44,7 @@ class PriceSet:
     a box from one-dimensional groups and single-cut coupled entities, plus an LP system
     ``A [p, mu, beta+, beta-] = b`` for the other coupled entities."""
 
-    def __init__(self, market: Market, form: Formulation, kw: np.ndarray) -> None:
+    def __init__(self, market: OrderBook, form: Formulation, kw: np.ndarray) -> None:
         self.market, n = market, market.n
         self.active, self.at_upper, self.at_lower = active(market, kw, market.group_values(kw))
         starts, group = market.group_starts, market.cut_group
@@ -185,7 +186,7 @@ class PriceSet:
         return mu, upper, lower
 
 
-def free_directions(market: Market, active: np.ndarray, at_bound: np.ndarray,
+def free_directions(market: OrderBook, active: np.ndarray, at_bound: np.ndarray,
                     entities: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Orthonormal basis (n x d) of the directions optimal prices can move in.
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from gridsim.federates.market.clearing import Clearing, clear
 from gridsim.federates.market.entities import Entity
 from gridsim.federates.market.guidance import Guidance, guidance

@@ -8,9 +8,8 @@ first one at its resolution, 1 ns, rather than 0).
 
 from __future__ import annotations
 
-from gridsim.federates.recorder.store import RunStore
-
 from gridsim import __version__
+from gridsim.federates.recorder.store import RunStore
 from gridsim.runtime import FederateRuntime
 
 

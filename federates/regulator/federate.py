@@ -7,7 +7,6 @@ Timing: periodic at offset 0.5 s, so the policy of step k reaches the market and
 from __future__ import annotations
 
 from gridsim.federates.regulator.policy import initial_policy, parse_changes, policy_at
-
 from gridsim.runtime import FederateRuntime
 
 

@@ -14,6 +14,9 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+from pydantic import BaseModel
+
+from gridsim import messages as m
 from gridsim.federates.sensor.sensing import (
     DeviceState,
     Readings,
@@ -22,9 +25,6 @@ from gridsim.federates.sensor.sensing import (
     SensorConfigError,
     Truth,
 )
-from pydantic import BaseModel
-
-from gridsim import messages as m
 from gridsim.runtime import FederateRuntime
 
 log = logging.getLogger("gridsim.sensor")

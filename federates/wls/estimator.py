@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from gridsim.federates.wls.functions import Functions
-from gridsim.federates.wls.network import MeasurementSet
 from scipy.stats import chi2
 
+from gridsim.federates.wls.functions import Functions
+from gridsim.federates.wls.measurements import MeasurementSet
 from gridsim.network import Network
 
 

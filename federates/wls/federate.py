@@ -16,10 +16,10 @@ import logging
 import time
 
 import numpy as np
-from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
-from gridsim.federates.wls.network import MeasurementBuilder, P, Q
 
 from gridsim import messages as m
+from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
+from gridsim.federates.wls.measurements import MeasurementBuilder, P, Q
 from gridsim.network import Network
 from gridsim.runtime import FederateRuntime
 from gridsim.scoring import Score, phasors

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from gridsim.federates.wls.network import VANG, VMAG, MeasurementSet, P
+
+from gridsim.federates.wls.measurements import VANG, VMAG, MeasurementSet, P
 
 
 class Functions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import opendssdirect as dss
 import scipy.sparse as sp
+
 from gridsim.feeders import FeederSource
 
 _PC_CLASSES = ("Load", "PVSystem", "Storage", "Generator")
