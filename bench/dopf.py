@@ -43,19 +43,20 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as gridsim.build.FEDERATE_ENV sets it
 
 import numpy as np  # noqa: E402
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
 from gridsim import feeders  # noqa: E402
 from gridsim.components import load_definition  # noqa: E402
-from gridsim.federates.dopf.algorithms import ALGORITHMS, make  # noqa: E402
-from gridsim.federates.dopf.federate import (  # noqa: E402
+from gridsim.federates.chain import feeder_step  # noqa: E402
+from gridsim.federates.dopf.adapter import (  # noqa: E402
+    DOPFSettings,
     build_problem,
     operating_point,
     solve_step,
 )
+from gridsim.federates.dopf.algorithms import ALGORITHMS, make  # noqa: E402
 from gridsim.federates.dopf.sensitivity import (  # noqa: E402
     Devices,
     DiscreteDevices,
@@ -63,7 +64,6 @@ from gridsim.federates.dopf.sensitivity import (  # noqa: E402
 )
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
 from gridsim.network import Network  # noqa: E402
-from gridsim.offline import feeder_step  # noqa: E402
 from gridsim.wiring import load_federation  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +83,8 @@ def noon_problem():
     v = operating_point(net, msgs["voltages_magnitude"], msgs["voltages_angle"])
     loads = msgs["load_states"]
     linear = linearize(net, v, Devices.from_states(net, msgs["pv_states"], loads, loads.ids))
-    return build_problem(linear, msgs["pv_states"], loads, params), linear
+    return build_problem(linear, msgs["pv_states"], loads,
+                         DOPFSettings.from_parameters(params)), linear
 
 
 def instance(base, linear, rng):
@@ -138,7 +139,8 @@ def ieee9500_step(repeat: int, seed: int) -> dict:
                     time.perf_counter() - start)
         for (variant, name), run in runs.items():
             start = time.perf_counter()
-            step = solve_step(net, msgs, variants[variant], run[0], run[1], next_kw)
+            step = solve_step(net, msgs, DOPFSettings.from_parameters(variants[variant]),
+                              run[0], run[1], next_kw)
             elapsed = time.perf_counter() - start
             if step.solution.status == "optimal":
                 run[1] = step.solution

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/dopf_peer.py [--hours 10 11 12 13 14] [--repeat 5]
 
 Each step is ``scenarios/ieee123-dopf.yaml`` at that hour (three times the bundled PV,
 light load, regulators at 121 V), solved by OpenDSS; every algorithm's setpoints are
-applied to OpenDSS and the same step solved again (`gridsim.federates.dopf.peer.StepReplay`):
+applied to OpenDSS and the same step solved again (`distopf_peer.StepReplay`):
 "real max" is OpenDSS's largest |V| with them. Rows:
 
 - ``central`` and ``primal-dual`` in the closed loop: linearized at the operating point,
@@ -13,7 +13,7 @@ applied to OpenDSS and the same step solved again (`gridsim.federates.dopf.peer.
   reactive reference held at the step's output (so every iteration solves one problem);
   ``central 1x`` is the first of those solves alone;
 - ``distopf``: one solve of distopf's LinDistFlow model of the same circuit
-  (`gridsim.federates.dopf.peer`; it is no linearization at the operating point, so it has
+  (`distopf_peer`; it is no linearization at the operating point, so it has
   nothing to re-linearize).
 
 Times are medians of ``--repeat`` runs: "prepare" is the linearization and problem (ours)
@@ -35,13 +35,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as gridsim.build.FEDERATE_ENV sets it
 
+import distopf_peer as peer  # noqa: E402 -- beside this script
 import numpy as np  # noqa: E402
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy (see its docstring)
 from gridsim import feeders  # noqa: E402
-from gridsim.federates.dopf import peer  # noqa: E402
 from gridsim.federates.dopf.algorithms import make  # noqa: E402
 from gridsim.federates.feeder.model import FeederModel  # noqa: E402
 from gridsim.wiring import load_federation  # noqa: E402

@@ -12,8 +12,8 @@ model loop
     A fresh process stepping gridsim's `FeederModel` and doing everything the feeder
     federate does per step except HELICS: solve, ``sync_network``, voltages, the statistics
     of the summary, reading every state and building every linked message with
-    ``model_dump_json`` (the federate's own ``publish_step`` against a sink instead of HELICS).
-    It separates gridsim's own per-step work from the co-simulation transport.
+    ``model_dump_json`` (the feeder adapter's ``step_messages``, published to a sink instead
+    of HELICS). It separates gridsim's own per-step work from the co-simulation transport.
 federation
     ``gridsim run SCENARIO --out TMP --quiet`` (broker, feeder, recorder processes). Read
     from ``timing.json``: ``wall_s``, ``startup_s`` and the feeder's ``stepping_s``; the
@@ -87,7 +87,8 @@ import json, sys
 from pathlib import Path
 from gridsim.build import RunSettings, federate_config
 from gridsim.feeders import FeederSource
-from gridsim.federates.feeder import federate as ff  # imports helics, as the federate does
+from gridsim import runtime  # noqa: F401 -- imports helics, as the federate does
+from gridsim.federates.feeder.adapter import FeederRecord, step_messages
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.wiring import load_federation
 from datetime import datetime
@@ -99,7 +100,7 @@ clock, p = config["clock"], config["parameters"]
 
 
 class Sink:
-    # What the feeder loop uses of FederateRuntime, with publish = serialize only.
+    # What the feeder loop uses of its Runtime, with publish = serialize only.
     def __init__(self, outputs):
         self.outputs = outputs
         self.dump_s = 0.0
@@ -122,7 +123,7 @@ model = FeederModel(FeederSource.from_json(config["feeder"]),
                     datetime.fromisoformat(clock["start"]), clock["step_s"], mode=p["mode"],
                     max_control_iter=p["max_control_iter"], load_scale=p["load_scale"],
                     pv_scale=p["pv_scale"])
-stats = ff._Stats()
+stats = FeederRecord()
 rejected = []
 phase = dict(solve_s=0.0, sync_network_s=0.0, voltages_stats_s=0.0, publish_s=0.0)
 t_ready = time.perf_counter()
@@ -136,7 +137,8 @@ for k in range(clock["n_steps"]):
     v_pu = model.voltages_pu()
     stats.add(v_pu, rejected)
     t3 = time.perf_counter()
-    ff.publish_step(sink, model, t, v_pu, changed)
+    for port, message in step_messages(model, t, v_pu, changed, sink.wanted).items():
+        sink.publish(port, message)
     t4 = time.perf_counter()
     phase["solve_s"] += t1 - t0
     phase["sync_network_s"] += t2 - t1

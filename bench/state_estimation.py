@@ -1,7 +1,7 @@
 """Time per estimate and accuracy of the WLS state estimator, on the offline chain.
 
 The feeder, sensor and estimator numerics are chained in one process without HELICS
-(`gridsim.offline`): the same functions the federates call, so the estimator's figures are
+(`gridsim.federates.chain`): the same functions the federates call, so the estimator's figures are
 those of the federation minus the transport. Sensor as in ``scenarios/ieee123-se.yaml``:
 pseudo-measurements of every load at 30 % error, the substation's |V|, P and Q, |V| meters
 on a share of the nodes with a given sigma.
@@ -79,9 +79,9 @@ def window(n_steps: int) -> range:
 def feeder_messages(name: str, steps: range, start: datetime = START) -> dict:
     """The feeder's messages at each step of `steps`, stepped from step 0 as the federate
     does (controls and taps evolve from the start of the day)."""
+    from gridsim.federates.chain import feeder_step
     from gridsim.federates.feeder.model import FeederModel
     from gridsim.feeders import resolve
-    from gridsim.offline import feeder_step
 
     t0 = time.perf_counter()
     model = FeederModel(resolve(name, Path("."), "bench"), start, STEP_S)
@@ -117,7 +117,7 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
     whole `EstimatorChain.estimate` call, which also rebuilds the network model when the
     topology revision changed (``rebuilt``).
     """
-    from gridsim.offline import EstimatorChain, SensorChain
+    from gridsim.federates.chain import EstimatorChain, SensorChain
 
     sensor = SensorChain(sensor_params, seed)
     chain = EstimatorChain()
@@ -157,8 +157,8 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
 
 def child_9500(limit_s: float) -> None:
     """The IEEE 9500 measurements; one JSON line per event on stdout (see `measure_9500`)."""
-    from gridsim.federates.wls.federate import rebuild_estimator
-    from gridsim.offline import EstimatorChain, SensorChain
+    from gridsim.federates.chain import EstimatorChain, SensorChain
+    from gridsim.federates.wls.adapter import rebuild_estimator
 
     def emit(event: str, **data) -> None:
         print(json.dumps({"event": event, **data}), flush=True)

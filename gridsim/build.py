@@ -20,6 +20,19 @@ from gridsim.wiring import Federation, topic
 
 DEFAULT_BROKER_PORT = 23404
 
+STATUS_FD_ENV = "GRIDSIM_STATUS_FD"
+"""Environment variable naming a file descriptor the supervisor reads progress lines from."""
+
+FAILURE_SUFFIX = ".failed.json"
+"""A failing federate writes ``parts/NAME.failed.json`` (time, error) before stopping the
+federation, so that the supervisor can tell the first failure from its consequences."""
+
+FEDERATE_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Environment every federate process starts with, unless the user's own environment sets
+the same variables: one BLAS thread per process. Every federate is its own process, and on a
+2-core machine OpenBLAS's thread pool turned SuperLU's multi-column solves (the DOPF's
+sensitivities, the estimator's normalized residuals) from 3-10 ms into 260-415 ms."""
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -146,7 +159,8 @@ def runner_json(federation: Federation, system_path: str, run: RunSettings) -> d
     """
     federates = [
         {"name": name, "directory": ".",
-         "exec": shlex.join(launch_command(federation, name, system_path, run, "python"))}
+         "exec": shlex.join(launch_command(federation, name, system_path, run, "python")),
+         "env": FEDERATE_ENV}
         for name in federation.federates
     ]
     return {"name": federation.scenario.name, "broker": True, "federates": federates}

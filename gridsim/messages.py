@@ -236,9 +236,10 @@ class EstimatorDiagnostics(Message):
                                                "'<port>:<id>'.")
     unobservable_nodes: list[str] = Field([], description="Nodes not estimated.")
     solve_time_s: float = Field(0.0, description="Wall-clock time of the estimate, s.")
-    error: str | None = Field(None, description="Why the estimate failed numerically (no "
-                                                "estimate published this step); None if it "
-                                                "did not.")
+    error: str | None = Field(None, description="Why no estimate was published this step "
+                                                "(a numerical failure, or 'skipped: ...' when "
+                                                "inputs it needs never arrived); None if one "
+                                                "was.")
 
 
 class DOPFDiagnostics(Message):

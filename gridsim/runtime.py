@@ -1,13 +1,22 @@
-"""The federate side of a run: HELICS set-up, typed ports, the clock, status and summary.
+"""The federate side of a run over HELICS: the `gridsim.loop.Runtime` a loop gets, and the
+process entry of every federate.
 
-A federate module provides ``run(rt: FederateRuntime) -> dict`` (its summary part) and calls
-`main` from its ``__main__``. `main` loads the wiring file, derives the federate's config
-(`gridsim.build.federate_config`), connects to the broker, calls ``run`` and reports the
-outcome. An exception stops the whole federation through a HELICS global error and exits 1
-with the traceback in the federate's log; the supervisor names the federate.
+A federate's ``__main__`` imports this module first and calls `run_and_exit` with its loop.
+Importing it loads HELICS, which must happen before SciPy's compiled modules load: with
+``scipy.linalg`` (or ``scipy.special``, ``scipy.stats``) loaded first, creating a federate
+from a JSON configuration fails with "--brokerport: Value not in range" (helics 3.6.1,
+scipy 1.17). This module and the entry points are the only ones that import HELICS
+(`tests/test_imports.py`).
+
+`main` loads the wiring file, derives the federate's config (`gridsim.build.federate_config`),
+connects to the broker, calls the loop and reports the outcome. An exception stops the
+whole federation through a HELICS global error and exits 1 with the traceback in the
+federate's log; the supervisor names the federate.
 """
 
 from __future__ import annotations
+
+import helics as h  # isort: skip -- first, before anything can load SciPy
 
 import argparse
 import json
@@ -17,89 +26,62 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import helics as h
 from helics.capi import ffi, helicsErrorInitialize, helicsInputGetStringSize, loadSym
 from pydantic import BaseModel
 
-from gridsim.build import RunSettings, federate_config
+from gridsim.build import FAILURE_SUFFIX, STATUS_FD_ENV, RunSettings, federate_config
 from gridsim.errors import InputError
-from gridsim.feeders import FeederSource
+from gridsim.loop import FederateConfig, Runtime, Step
 from gridsim.messages import MESSAGE_TYPES
 from gridsim.wiring import load_federation
 
 log = logging.getLogger("gridsim.federate")
 
-STATUS_FD_ENV = "GRIDSIM_STATUS_FD"
-"""Environment variable naming a file descriptor the supervisor reads progress lines from."""
 
-FAILURE_SUFFIX = ".failed.json"
-"""A failing federate writes ``parts/NAME.failed.json`` (time, error) before stopping the
-federation, so that the supervisor can tell the first failure from its consequences."""
+class HelicsRuntime:
+    """One federate's connection to a HELICS federation (`gridsim.loop.Runtime`)."""
 
-
-class FederateRuntime:
-    """One federate's connection to the federation, with typed ports."""
-
-    def __init__(self, config: dict):
+    def __init__(self, config: FederateConfig):
         self.config = config
-        self.name: str = config["name"]
-        self.parameters: dict = config["parameters"]
-        clock = config["clock"]
-        self.start = datetime.fromisoformat(clock["start"])
-        self.step_s: float = clock["step_s"]
-        self.n_steps: int = clock["n_steps"]
-        self.period_s: float = clock["period_s"]
-        self.offset_s: float = clock["offset_s"]
-        self.seed: int = config["seed"]
-        self.feeder = FeederSource.from_json(config["feeder"])
-        self.run_dir = Path(config["run_dir"])
-        self.fed = _create_federate(config["helics"])
-        self._pubs = {port: self.fed.get_publication_by_name(o["topic"])
-                      for port, o in config["outputs"].items()}
+        self.fed = _create_federate(dict(config.helics))
+        self._pubs = {port: self.fed.get_publication_by_name(o.topic)
+                      for port, o in config.outputs.items()}
         self._subs = {port: [(t, h.helicsFederateGetSubscription(self.fed, t))
-                          for t in spec["topics"]]
-                      for port, spec in config["inputs"].items()}
-        self._input_models = {port: MESSAGE_TYPES.get(spec["type"])
-                              for port, spec in config["inputs"].items()}
+                             for t in spec.topics]
+                      for port, spec in config.inputs.items()}
+        self._input_models = {port: MESSAGE_TYPES.get(spec.type)
+                              for port, spec in config.inputs.items()}
         fd = os.environ.get(STATUS_FD_ENV)
         self._status = os.fdopen(int(fd), "w", buffering=1) if fd else None
-        self.time_s = 0.0
-        self.timing: dict[str, float | list[float]] = {}
-        """Wall-clock figures the federate adds to timing.json (never to summary.json)."""
+        self.timing: dict[str, Any] = {}
         self.stepping: tuple[float, float] | None = None
         """perf_counter() when stepping began and when the last step finished."""
 
     # -- ports ----------------------------------------------------------------------------
 
     def wanted(self, port: str) -> bool:
-        """Whether an output port is linked to anything (else it need not be computed)."""
-        return self.config["outputs"][port]["linked"]
+        return self.config.outputs[port].linked
 
     def publish(self, port: str, message: BaseModel) -> None:
-        """Publish a message on an output port."""
         self._pubs[port].publish(message.model_dump_json())
 
     def connected(self, port: str) -> bool:
-        """Whether an input port has at least one link."""
         return bool(self._subs.get(port))
 
-    def updates(self, port: str) -> list[tuple[str, BaseModel | dict]]:
-        """(topic, message) for each link of `port` updated since the last read."""
+    def updates(self, port: str) -> list[BaseModel | dict]:
         model = self._input_models.get(port)
         out = []
-        for topic_key, sub in self._subs.get(port, []):
+        for _, sub in self._subs.get(port, []):
             if sub.is_updated():
                 raw = input_text(sub)
-                out.append((topic_key, model.model_validate_json(raw) if model else
-                            json.loads(raw)))
+                out.append(model.model_validate_json(raw) if model else json.loads(raw))
         return out
 
     def raw_updates(self) -> list[tuple[str, str, str]]:
-        """(port, topic, JSON text) for every updated input, without parsing."""
         out = []
         for port, subs in self._subs.items():
             for topic_key, sub in subs:
@@ -110,41 +92,29 @@ class FederateRuntime:
     # -- clock ----------------------------------------------------------------------------
 
     def enter(self) -> None:
-        """Enter executing mode (time 0)."""
         self.fed.enter_executing_mode()
 
-    def step_times(self):
-        """Granted times of a periodic federate: k * period + offset while inside the run.
-
-        Yields ``(k, t)``; requests each time from HELICS before yielding it. After the last
-        step the federate simply leaves (`close`). Requesting the maximum time instead, to end
-        together, deadlocked as soon as two federates fed each other (feeder and DOPF).
-        """
-        k = 0
+    def step_times(self) -> Iterator[Step]:
+        """Requests each time of `Clock.grants` from HELICS before yielding its step. After
+        the last step the federate simply leaves (`close`): requesting the maximum time
+        instead, to end together, deadlocked as soon as two federates fed each other
+        (feeder and DOPF)."""
+        clock = self.config.clock
         began = time.perf_counter()
-        while True:
-            t = k * self.period_s + self.offset_s
-            if t >= self.n_steps * self.step_s - 1e-9:
-                return
+        granted = 0.0
+        for k, t in enumerate(clock.grants()):
             if t > 0:
-                self.time_s = self.fed.request_time(t)
-            self.status(self.time_s)
-            yield k, t
+                granted = self.fed.request_time(t)
+            self.status(granted)
+            yield Step(k, clock.data_time(granted), granted)
             self.stepping = (began, time.perf_counter())
-            k += 1
 
     def next_event(self) -> float | None:
-        """For event-driven federates: wait for the next update; None when the run ends."""
         granted = self.fed.request_time(h.HELICS_TIME_MAXTIME)
         if granted >= h.HELICS_TIME_MAXTIME:
             return None
-        self.time_s = granted
         self.status(granted)
         return granted
-
-    def step_index(self, t: float) -> int:
-        """The scenario step a time belongs to."""
-        return int((t + 1e-6) // self.step_s)
 
     def status(self, t: float) -> None:
         """Tell the supervisor how far this federate is, in simulated seconds."""
@@ -158,7 +128,7 @@ class FederateRuntime:
     def fail(self, message: str) -> None:
         """Stop the whole federation with an error."""
         try:
-            self.fed.global_error(1, f"{self.name}: {message}"[:500])
+            self.fed.global_error(1, f"{self.config.name}: {message}"[:500])
         except Exception:  # noqa: BLE001 -- already failing; the exit code reports it
             pass
 
@@ -210,7 +180,7 @@ def write_summary(run_dir: Path, name: str, part: dict, timing: dict) -> None:
     (folder / f"{name}.timing.json").write_text(json.dumps(timing, indent=2, sort_keys=True))
 
 
-def run_and_exit(run: Callable[[FederateRuntime], dict]) -> None:
+def run_and_exit(run: Callable[[Runtime], dict]) -> None:
     """Process entry of a federate: `main`, then a fast exit.
 
     Once the federate has disconnected and written its outputs, the interpreter's normal
@@ -225,7 +195,7 @@ def run_and_exit(run: Callable[[FederateRuntime], dict]) -> None:
     os._exit(code)
 
 
-def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) -> int:
+def main(run: Callable[[Runtime], dict], argv: list[str] | None = None) -> int:
     """Command-line entry of a federate: ``SYSTEM NAME [--run-dir D] [--broker-port P]``."""
     parser = argparse.ArgumentParser(description="Run one gridsim federate.")
     parser.add_argument("system", help="scenario YAML or wiring JSON")
@@ -246,11 +216,11 @@ def main(run: Callable[[FederateRuntime], dict], argv: list[str] | None = None) 
         return 2
     run_dir = Path(args.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = federate_config(federation, args.name,
-                             RunSettings(run_dir=run_dir, broker_port=args.broker_port))
+    config = FederateConfig.from_json(federate_config(
+        federation, args.name, RunSettings(run_dir=run_dir, broker_port=args.broker_port)))
     rt = None
     try:
-        rt = FederateRuntime(config)
+        rt = HelicsRuntime(config)
         t_ready = time.perf_counter()
         part = run(rt)
         rt.close()

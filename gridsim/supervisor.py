@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridsim import __version__
-from gridsim.build import RunSettings, launch_command, write_build
-from gridsim.runtime import FAILURE_SUFFIX, STATUS_FD_ENV
+from gridsim.build import (
+    FAILURE_SUFFIX,
+    FEDERATE_ENV,
+    STATUS_FD_ENV,
+    RunSettings,
+    launch_command,
+    write_build,
+)
 from gridsim.wiring import Federation
 
 SUMMARY_SCHEMA = 1
@@ -145,7 +151,7 @@ def _start_broker(run_dir: Path, settings: RunSettings, n_federates: int,
 def _start_federate(name: str, argv: list[str], run_dir: Path) -> _Child:
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
-    env = dict(os.environ, **{STATUS_FD_ENV: str(write_fd), "PYTHONUNBUFFERED": "1"})
+    env = {**FEDERATE_ENV, **os.environ, STATUS_FD_ENV: str(write_fd), "PYTHONUNBUFFERED": "1"}
     log_path = run_dir / "logs" / f"{name}.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(argv, cwd=run_dir, stdout=log_file, stderr=subprocess.STDOUT,

@@ -13,6 +13,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _CONSOLE_SCRIPT = Path(sys.executable).with_name("gridsim")  # not resolved: the venv's bin
 
 
+def bench_module(name: str):
+    """A module of ``bench/`` (the distopf peer lives there, beside its benchmark)."""
+    import importlib
+
+    folder = str(REPO_ROOT / "bench")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)
+
+
 def gridsim(*args: str) -> subprocess.CompletedProcess:
     """Run the `gridsim` console script (or its entry point if not installed)."""
     if _CONSOLE_SCRIPT.exists():

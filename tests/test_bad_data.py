@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridsim.federates.chain import EstimatorChain, SensorChain, feeder_step
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.federates.sensor.sensing import SensorConfig
 from gridsim.feeders import resolve
-from gridsim.offline import EstimatorChain, SensorChain, feeder_step
 
 TRIALS = 20
 OFFSET_PU = 0.05

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridsim.federates.chain import feeder_step
+from gridsim.federates.dopf.adapter import DOPFSettings, operating_point, solve_step
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
-from gridsim.federates.dopf.federate import operating_point, solve_step
 from gridsim.federates.dopf.sensitivity import limited_nodes
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.feeders import resolve
 from gridsim.network import Network
-from gridsim.offline import feeder_step
 
 PARAMETERS = {"flexible_loads": [], "shed_max_fraction": 0.5, "v_min": 0.9, "v_max": 1.05,
               "cost_curtailment": 1.0, "cost_shedding": 10.0, "weight_reactive": 1e-4,
@@ -38,7 +38,8 @@ def noon() -> tuple[Network, dict]:
 @pytest.fixture(scope="module")
 def steps(noon) -> dict:
     net, messages = noon
-    return {name: solve_step(net, messages, PARAMETERS, make(name)) for name in ALGORITHMS}
+    settings = DOPFSettings.from_parameters(PARAMETERS)
+    return {name: solve_step(net, messages, settings, make(name)) for name in ALGORITHMS}
 
 
 def test_limits_only_on_held_phase_conductors(noon, steps):

@@ -15,7 +15,7 @@ import opendssdirect as dss
 import pytest
 
 from gridsim.federates.dopf.sensitivity import Devices, DiscreteDevices, linearize
-from gridsim.federates.feeder.federate import topology_message
+from gridsim.federates.feeder.adapter import topology_message
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.feeders import resolve
 from gridsim.messages import CapacitorStates, LoadStates, PVStates, RegulatorStates
@@ -145,7 +145,11 @@ def test_substation_power_and_losses(base):
 def test_only_flexible_loads_are_problem_variables(base):
     """The DOPF problem carries a shed variable (and a sensitivity column) per flexible
     load only, bounded by its share of demand."""
-    from gridsim.federates.dopf.federate import build_problem, flexible_positions
+    from gridsim.federates.dopf.adapter import (
+        DOPFSettings,
+        build_problem,
+        flexible_positions,
+    )
 
     model = solved_model()
     pv, loads = PVStates(**model.pv_states()), LoadStates(**model.load_states())
@@ -155,7 +159,7 @@ def test_only_flexible_loads_are_problem_variables(base):
               "weight_reactive": 1e-4}
     positions = flexible_positions(loads, params["flexible_loads"])
     assert [loads.ids[i] for i in positions] == ["s1a", "s76a"]
-    problem = build_problem(linear, pv, loads, params)
+    problem = build_problem(linear, pv, loads, DOPFSettings.from_parameters(params))
     assert problem.n_load == 2
     assert problem.shed_max_kw == pytest.approx([0.5 * loads.demand_kw[i] for i in positions])
     assert np.array_equal(problem.vs_pu_per_kw, linear.vs[:, positions])

@@ -26,13 +26,15 @@ import numpy as np
 import opendssdirect as dss
 import pytest
 import scipy.sparse as sp
+from helpers import bench_module
 
 from gridsim import feeders
-from gridsim.federates.dopf import peer
 from gridsim.federates.dopf.algorithms import make
 from gridsim.federates.dopf.problem import Solution
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.wiring import load_federation
+
+peer = bench_module("distopf_peer")
 
 REPO = Path(__file__).resolve().parent.parent
 NOON = datetime(2026, 7, 1, 12)

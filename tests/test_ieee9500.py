@@ -1,5 +1,5 @@
 """State estimation on IEEE 9500 (9,501 nodes) with the feeder, sensor and estimator code,
-without a broker (`gridsim.offline`), and the switch rule on IEEE 123.
+without a broker (`gridsim.federates.chain`), and the switch rule on IEEE 123.
 
 IEEE 9500 as bundled: constant loads, 9 generators and 2 storage units, 109 switches (11
 open), seven 480 V delta secondaries behind its DER transformers, two dead nodes beyond open
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridsim.federates.chain import EstimatorChain, SensorChain, feeder_step
 from gridsim.federates.feeder.model import FeederModel
-from gridsim.federates.wls.federate import measurement_set
+from gridsim.federates.wls.adapter import measurement_set
 from gridsim.federates.wls.functions import Functions
 from gridsim.feeders import resolve
 from gridsim.network import Network, is_switch_conductor
-from gridsim.offline import EstimatorChain, SensorChain, feeder_step
 
 SENSOR = {"metered_fraction": 0.37, "sigma_v_pu": 0.005, "pseudo_rel_error": 0.3}
 

@@ -389,7 +389,7 @@ def test_truth_of_reads_generator_states():
     """The federate's inputs: a GeneratorStates message becomes the truth's generators, ids
     prefixed with their kind (a generator and a storage unit may share a name)."""
     from gridsim import messages as m
-    from gridsim.federates.sensor.federate import truth_of
+    from gridsim.federates.sensor.adapter import truth_of
 
     latest = {
         "load_states": m.LoadStates(ids=["l1"], bus=["b1"], p_kw=[3.0], q_kvar=[1.0],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gridsim.federates.sensor.federate import check_inputs
+from gridsim.federates.sensor.adapter import check_inputs
 from gridsim.federates.sensor.sensing import SensorConfig, SensorConfigError
 
 STEP_S = 900.0

@@ -1,6 +1,6 @@
-"""The estimator federate's loop (`gridsim.federates.wls.federate.run`) on a stand-in runtime.
+"""The estimator federate's loop (`gridsim.federates.wls.federate.run`) in process.
 
-No broker: a stub runtime hands the loop the messages of the small network of test_wls.py
+No broker: `FakeFederation` hands the loop the messages of the small network of test_wls.py
 step by step and keeps what it publishes. The question here is the loop's conduct, not the
 numerics: a numerical failure of one estimate must not stop the federate.
 """
@@ -12,43 +12,33 @@ import pytest
 from test_wls import BASE_V, topology, true_state, with_stray_bus
 
 from gridsim import messages as m
-from gridsim.federates.wls import federate
+from gridsim.fake_runtime import FakeFederation, config_for
+from gridsim.federates.wls import adapter, federate
 from gridsim.federates.wls.estimator import EstimationError, WLSEstimator
 from gridsim.network import Network
 
 STEP_S = 900.0
 PARAMETERS = {"s_base_kva": 1000.0, "max_iterations": 20, "tolerance": 1e-9, "bad_data": True,
               "chi2_confidence": 0.95, "lnr_threshold": 4.0, "max_removals": 10}
+INPUTS = {"topology": "Topology", "voltages_magnitude": "VoltagesMagnitude",
+          "powers_real": "PowersReal", "powers_imag": "PowersImaginary"}
+OUTPUTS = {"voltages_magnitude": "VoltagesMagnitude", "voltages_angle": "VoltagesAngle",
+           "diagnostics": "EstimatorDiagnostics"}
 
 
-class StubRuntime:
-    """What `run` uses of `FederateRuntime`: inputs per step, publications kept."""
-
-    def __init__(self, steps: list[dict[str, m.Message]]):
-        self.parameters = PARAMETERS
-        self.step_s = STEP_S
-        self.timing: dict = {}
-        self.steps = steps
-        self.current: dict[str, m.Message] = {}
-        self.published: list[tuple[int, str, m.Message]] = []
-        self.k = 0
-
-    def enter(self) -> None:
-        pass
-
-    def step_times(self):
-        for k, inputs in enumerate(self.steps):
-            self.k, self.current = k, inputs
-            yield k, k * STEP_S + 2.0
-
-    def step_index(self, t: float) -> int:
-        return int((t + 1e-6) // STEP_S)
-
-    def updates(self, port: str):
-        return [("feeder", self.current[port])] if port in self.current else []
-
-    def publish(self, port: str, message: m.Message) -> None:
-        self.published.append((self.k, port, message))
+def run_loop(steps: list[dict[str, m.Message]]) -> tuple[dict, list, dict]:
+    """The loop at offset 2 s, fed step k's messages at k x step (as the feeder and sensor
+    would); returns its summary, what it published as (step, port, message), its timing."""
+    config = config_for("wls", parameters=PARAMETERS, inputs=INPUTS, outputs=OUTPUTS,
+                        step_s=STEP_S, n_steps=len(steps), offset_s=2.0)
+    fake = FakeFederation([config])
+    for port in INPUTS:
+        fake.script(f"script/{port}", [(k * STEP_S, messages[port])
+                                       for k, messages in enumerate(steps)])
+    summary = fake.run({"wls": federate.run})["wls"]
+    rt = fake.members["wls"]
+    published = [(config.clock.step_index(t), port, msg) for t, port, msg in rt.published]
+    return summary, published, rt.timing
 
 
 def step_inputs(seed: int) -> dict[str, m.Message]:
@@ -85,9 +75,8 @@ def test_a_failed_estimate_publishes_diagnostics_only_and_the_loop_goes_on(monke
         return real(self, ms)
 
     monkeypatch.setattr(WLSEstimator, "estimate", flaky)
-    rt = StubRuntime([step_inputs(seed) for seed in range(3)])
-    summary = federate.run(rt)
-    by_step = {k: {port: msg for kk, port, msg in rt.published if kk == k} for k in range(3)}
+    summary, published, timing = run_loop([step_inputs(seed) for seed in range(3)])
+    by_step = {k: {port: msg for kk, port, msg in published if kk == k} for k in range(3)}
     assert set(by_step[1]) == {"diagnostics"}
     failed = by_step[1]["diagnostics"]
     assert failed.converged is False and "singular" in failed.error
@@ -97,7 +86,7 @@ def test_a_failed_estimate_publishes_diagnostics_only_and_the_loop_goes_on(monke
         assert by_step[k]["diagnostics"].converged and by_step[k]["diagnostics"].error is None
     assert summary["estimates"] == 2 and summary["failed"] == 1
     assert summary["not_converged"] == 1
-    assert len(rt.timing["solve_s_per_step"]) == 3
+    assert len(timing["solve_s_per_step"]) == 3
 
 
 def test_a_really_singular_network_does_not_stop_the_federate():
@@ -107,9 +96,8 @@ def test_a_really_singular_network_does_not_stop_the_federate():
     inputs["topology"] = with_stray_bus(inputs["topology"])
     with pytest.raises(EstimationError):
         WLSEstimator(Network.from_topology(inputs["topology"])).estimate(
-            federate.measurement_set(Network.from_topology(inputs["topology"]), inputs))
-    rt = StubRuntime([inputs, inputs])
-    summary = federate.run(rt)
-    assert [port for _, port, _ in rt.published] == ["diagnostics", "diagnostics"]
-    assert all(not d.converged and d.error for _, _, d in rt.published)
+            adapter.measurement_set(Network.from_topology(inputs["topology"]), inputs))
+    summary, published, _ = run_loop([inputs, inputs])
+    assert [port for _, port, _ in published] == ["diagnostics", "diagnostics"]
+    assert all(not d.converged and d.error for _, _, d in published)
     assert summary["failed"] == 2 and summary["estimates"] == 0

@@ -1,6 +1,6 @@
 """``python -m gridsim.federates.recorder SYSTEM NAME``: run the recorder federate."""
 
+from gridsim import runtime  # first: HELICS must load before anything loads SciPy
 from gridsim.federates.recorder.federate import run
-from gridsim.runtime import run_and_exit
 
-run_and_exit(run)
+runtime.run_and_exit(run)

@@ -10,27 +10,29 @@ from __future__ import annotations
 
 from gridsim import __version__
 from gridsim.federates.recorder.store import RunStore
-from gridsim.runtime import FederateRuntime
+from gridsim.loop import Runtime
 
 
-def run(rt: FederateRuntime) -> dict:
+def run(rt: Runtime) -> dict:
     """Record until the federation ends; returns the summary part."""
-    path = rt.run_dir / rt.parameters["filename"]
-    source_types = {t: typ for spec in rt.config["inputs"].values()
-                    for t, typ in spec["source_types"].items()}
-    facts = {"scenario": rt.config["scenario"],
-             "start": rt.start.isoformat(), "step_s": rt.step_s, "n_steps": rt.n_steps,
-             "seed": rt.seed, "feeder": rt.feeder.name, "gridsim_version": __version__}
-    store = RunStore(path, facts)
+    config = rt.config
+    filename = config.parameters["filename"]
+    source_types = {t: typ for spec in config.inputs.values()
+                    for t, typ in spec.source_types.items()}
+    clock = config.clock
+    facts = {"scenario": config.scenario, "start": clock.start.isoformat(),
+             "step_s": clock.step_s, "n_steps": clock.n_steps, "seed": config.seed,
+             "feeder": config.feeder.name, "gridsim_version": __version__}
+    store = RunStore(config.run_dir / filename, facts)
     steps: set[int] = set()
     rt.enter()
     while (t := rt.next_event()) is not None:
-        step = rt.step_index(t)
+        step = clock.step_index(t)
         time_s = round(t, 6)
         for _, topic, payload in rt.raw_updates():
             store.add(topic, source_types[topic], step, time_s, payload)
         store.commit()
         steps.add(step)
     store.close()
-    return {"file": rt.parameters["filename"], "topics": len(source_types),
-            "messages": store.messages, "steps": len(steps)}
+    return {"file": filename, "topics": len(source_types), "messages": store.messages,
+            "steps": len(steps)}

@@ -6,22 +6,20 @@ Timing: periodic at offset 0.5 s, so the policy of step k reaches the market and
 
 from __future__ import annotations
 
-from gridsim.federates.regulator.policy import initial_policy, parse_changes, policy_at
-from gridsim.runtime import FederateRuntime
+from gridsim.federates.regulator.policy import RegulatorSettings
+from gridsim.loop import Runtime
 
 
-def run(rt: FederateRuntime) -> dict:
+def run(rt: Runtime) -> dict:
     """Publish the policy in force; returns the summary part (every revision published)."""
-    changes = parse_changes(rt.parameters["changes"])  # checked before the run started
-    initial = initial_policy(rt.parameters)
+    settings = RegulatorSettings.from_parameters(rt.config.parameters)
     published: list[dict] = []
     current = -1
     rt.enter()
-    for _, granted in rt.step_times():
-        t = rt.step_index(granted) * rt.step_s
-        policy = policy_at(initial, changes, t)
+    for step in rt.step_times():
+        policy = settings.policy_at(step.time_s)
         if policy.revision != current:
             rt.publish("policy", policy)
             current = policy.revision
-            published.append(policy.model_dump(exclude={"time_s"}) | {"from_s": t})
+            published.append(policy.model_dump(exclude={"time_s"}) | {"from_s": step.time_s})
     return {"revisions": published}

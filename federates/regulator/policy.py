@@ -13,6 +13,7 @@ Field names are the parameters': ``payment_rule``, ``price_cap``, ``fairness_pre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gridsim.messages import Policy
@@ -66,10 +67,27 @@ def check_parameters(parameters: dict) -> list[tuple[str, str]]:
     return problems
 
 
-def initial_policy(parameters: dict) -> Policy:
+def initial_policy(parameters: Mapping) -> Policy:
     """Revision 0, from the federate's parameters."""
     return Policy(time_s=0.0, revision=0, **{
         field: parameters[name] for name, field in FIELDS.items()})
+
+
+@dataclass(frozen=True)
+class RegulatorSettings:
+    """The regulator's parameters, parsed: the initial policy and its scheduled changes."""
+
+    initial: Policy
+    changes: tuple[Change, ...]
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping) -> RegulatorSettings:
+        """From parameters checked before the run (`check_parameters`)."""
+        return cls(initial_policy(parameters), tuple(parse_changes(parameters["changes"])))
+
+    def policy_at(self, t: float) -> Policy:
+        """The policy in force at ``t`` seconds from the start."""
+        return policy_at(self.initial, list(self.changes), t)
 
 
 def policy_at(initial: Policy, changes: list[Change], t: float) -> Policy:

@@ -6,35 +6,28 @@ summary scores it against the truth like any estimator (all errors zero).
 
 from __future__ import annotations
 
-from gridsim import messages as m
-from gridsim.runtime import FederateRuntime
+from gridsim.federates.truth.adapter import NEEDED, estimate_messages, skipped_diagnostics
+from gridsim.loop import Inputs, Runtime
 from gridsim.scoring import Score, phasors
 
 
-def run(rt: FederateRuntime) -> dict:
+def run(rt: Runtime) -> dict:
     """Pass the true voltages through every step; returns the summary part."""
-    latest: dict[str, m.MeasurementArray] = {}
+    inputs = Inputs(rt, NEEDED)
     score = Score()
     estimates = 0
     rt.enter()
-    for _, granted in rt.step_times():
-        t = rt.step_index(granted) * rt.step_s  # the time of the data estimated
-        for port in ("truth_voltages_magnitude", "truth_voltages_angle"):
-            for _, msg in rt.updates(port):
-                latest[port] = msg
-        if len(latest) < 2:
+    for step in rt.step_times():
+        inputs.read()
+        if missing := inputs.missing(NEEDED):
+            rt.publish("diagnostics",
+                       skipped_diagnostics(step.time_s, inputs.skip(step, missing)))
             continue
-        magnitude = m.VoltagesMagnitude(time_s=t, ids=latest["truth_voltages_magnitude"].ids,
-                                        values=latest["truth_voltages_magnitude"].values,
-                                        units="pu")
-        angle = m.VoltagesAngle(time_s=t, ids=latest["truth_voltages_angle"].ids,
-                                values=latest["truth_voltages_angle"].values, units="deg")
-        rt.publish("voltages_magnitude", magnitude)
-        rt.publish("voltages_angle", angle)
-        rt.publish("diagnostics", m.EstimatorDiagnostics(
-            time_s=t, algorithm="truth", converged=True, iterations=0,
-            measurements=len(magnitude.ids)))
+        messages = estimate_messages(inputs.messages, step.time_s)
+        for port, message in messages.items():
+            rt.publish(port, message)
         estimates += 1
-        score.add(phasors(magnitude, angle), phasors(latest["truth_voltages_magnitude"],
-                                                     latest["truth_voltages_angle"]))
-    return {"algorithm": "truth", "estimates": estimates, **score.summary()}
+        score.add(phasors(messages["voltages_magnitude"], messages["voltages_angle"]),
+                  phasors(inputs["truth_voltages_magnitude"], inputs["truth_voltages_angle"]))
+    return {"algorithm": "truth", "estimates": estimates, **score.summary(),
+            "skipped_steps": inputs.skipped}

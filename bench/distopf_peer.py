@@ -74,12 +74,12 @@ from distopf.matrix_models.lindist import LinDistModel
 from distopf.matrix_models.solvers import cvxpy_solve, lp_solve
 from opendssdirect import dss as dss_engine
 
-from gridsim.federates.dopf.federate import build_problem, operating_point
+from gridsim.federates.chain import feeder_step
+from gridsim.federates.dopf.adapter import DOPFSettings, build_problem, operating_point
 from gridsim.federates.dopf.sensitivity import Devices, linearize
 from gridsim.federates.feeder.model import FeederModel
 from gridsim.messages import PVStates
 from gridsim.network import Network
-from gridsim.offline import feeder_step
 
 S_BASE_VA = 1e6
 """distopf's power base: 1 p.u. = 1 MVA (per phase)."""
@@ -421,7 +421,8 @@ def held_reference_problem(messages: dict, params: dict, q_ref_kvar: np.ndarray)
     pv, loads = messages["pv_states"], messages["load_states"]
     v = operating_point(net, messages["voltages_magnitude"], messages["voltages_angle"])
     devices = Devices.from_states(net, pv, loads, params["flexible_loads"])
-    problem = build_problem(linearize(net, v, devices), pv, loads, params)
+    problem = build_problem(linearize(net, v, devices), pv, loads,
+                            DOPFSettings.from_parameters(params))
     shift = problem.vq_pu_per_kvar @ (np.asarray(pv.q_kvar) - q_ref_kvar)
     return problem.replace(q0_kvar=q_ref_kvar, v0_pu=problem.v0_pu - shift)
 

@@ -1,8 +1,10 @@
 """Feeder, sensor and estimator chained in one process, without HELICS.
 
 For experiments, tests and benchmarks that run the federates' numerics many times over
-(seeded trials, accuracy tables, timing): the same functions the federate loops call, with
-the messages handed over directly instead of through a broker.
+(seeded trials, accuracy tables, timing): the same adapters the federate loops call, with
+the messages handed over directly instead of through a broker. (To run the loops
+themselves in process, use `gridsim.fake_runtime.FakeFederation`.) It lives beside the
+federates, not in the core: the core imports no federate.
 """
 
 from __future__ import annotations
@@ -13,25 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridsim import messages as m
-from gridsim.federates.feeder import federate as feeder_federate
+from gridsim.federates.feeder.adapter import step_messages
 from gridsim.federates.feeder.model import FeederModel
-from gridsim.federates.sensor import federate as sensor_federate
+from gridsim.federates.sensor.adapter import reading_messages, start_sensor, truth_of
 from gridsim.federates.sensor.sensing import SensorConfig
+from gridsim.federates.wls.adapter import measurement_set, rebuild_estimator
 from gridsim.federates.wls.estimator import Estimate, Settings, WLSEstimator
-from gridsim.federates.wls.federate import measurement_set, rebuild_estimator
-
-
-class _Collect:
-    """Takes the place of the HELICS runtime for the feeder's publishing code."""
-
-    def __init__(self):
-        self.messages: dict[str, m.Message] = {}
-
-    def wanted(self, port: str) -> bool:
-        return True
-
-    def publish(self, port: str, message: m.Message) -> None:
-        self.messages[port] = message
 
 
 def feeder_step(model: FeederModel, t: float, topology: m.Topology | None = None) -> dict:
@@ -41,11 +30,10 @@ def feeder_step(model: FeederModel, t: float, topology: m.Topology | None = None
     """
     model.solve()
     changed = model.sync_network()
-    collect = _Collect()
-    feeder_federate.publish_step(collect, model, t, model.voltages_pu(), changed)
-    if "topology" not in collect.messages:
-        collect.messages["topology"] = topology
-    return collect.messages
+    messages = step_messages(model, t, model.voltages_pu(), changed, lambda port: True)
+    if "topology" not in messages:
+        messages["topology"] = topology
+    return messages
 
 
 class SensorChain:
@@ -59,13 +47,8 @@ class SensorChain:
     def measure(self, step: int, feeder: dict, time_s: float = 0.0) -> dict[str, m.Message]:
         """The sensor's output messages for one step of feeder messages."""
         if self.sensor is None:
-            self.sensor = sensor_federate.start_sensor(self.config, self.rng, feeder)
-        readings = self.sensor.measure(step, sensor_federate.truth_of(feeder))
-        return {port: sensor_federate.message_of(
-                    cls, readings[quantity], units, time_s,
-                    flags=cls in (m.PowersReal, m.PowersImaginary))
-                for quantity, (port, cls, units) in sensor_federate.OUTPUTS.items()}
-
+            self.sensor = start_sensor(self.config, self.rng, feeder)
+        return reading_messages(self.sensor.measure(step, truth_of(feeder)), time_s)
 
 @dataclass
 class EstimatorChain:
