@@ -9,14 +9,14 @@ first one at its resolution, 1 ns, rather than 0).
 from __future__ import annotations
 
 from gridsim import __version__
-from gridsim.federates.recorder.store import RunStore
+from gridsim.federates.recorder.store import RecorderSettings, RunStore
 from gridsim.loop import Runtime
 
 
 def run(rt: Runtime) -> dict:
     """Record until the federation ends; returns the summary part."""
     config = rt.config
-    filename = config.parameters["filename"]
+    filename = RecorderSettings.from_parameters(config.parameters).filename
     source_types = {t: typ for spec in config.inputs.values()
                     for t, typ in spec.source_types.items()}
     clock = config.clock

@@ -35,6 +35,8 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA = """
@@ -61,6 +63,18 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_by_topic ON messages (topic_id, step);
 """
 """Built when recording ends, so that inserts during the run stay cheap."""
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    """The recorder's parameters, parsed."""
+
+    filename: str = "results.sqlite"
+    """Database file, relative to the run directory."""
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping) -> RecorderSettings:
+        return cls(filename=parameters["filename"])
 
 
 class RunStore:
