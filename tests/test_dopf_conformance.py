@@ -1,176 +1,119 @@
-"""Conformance kit: every DOPF algorithm in the registry passes the same problems.
+"""Every DOPF algorithm in the registry passes the conformance kit (`dopf.conformance`), and
+the kit fails an algorithm with one of the bugs it exists to catch.
 
-No broker, no OpenDSS: problems are plain arrays (`DOPFProblem`). The kit has
-
-- hand-made instances whose optimum is computed by hand (in each docstring below);
-- 100 seeded random instances of IEEE 123's size (280 nodes, 14 PV, 90 loads): every
-  algorithm solves them to optimality, feasibly, and within 0.1% of the central reference;
-- infeasible instances: a status, never an exception;
-- warm starts: same optimum, and fewer primal-dual iterations after a random change.
+The cases, their hand-derived answers and the properties live in the kit; here they are run
+per algorithm and case, so a failure names both. The random cases and each algorithm's
+solutions of them are computed once per module.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
+from gridsim.federates.dopf import central, conformance, primal_dual
 from gridsim.federates.dopf.algorithms import ALGORITHMS, make
-from gridsim.federates.dopf.instances import perturb, random_instance
-from gridsim.federates.dopf.problem import DOPFProblem
+from gridsim.federates.dopf.instances import random_instance
 
-NAMES = sorted(ALGORITHMS)
-REFERENCE = "central"
-FEASIBILITY_PU = 1e-5
-OBJECTIVE_RTOL = 1e-3
-OBJECTIVE_FLOOR = 1e-2
-
-
-def one_node(**fields) -> DOPFProblem:
-    """One node; PV and loads as given (defaults: none)."""
-    n_pv = len(fields.get("available_kw", []))
-    n_load = len(fields.get("shed_max_kw", []))
-    base = {"vp_pu_per_kw": np.zeros((1, n_pv)), "vq_pu_per_kvar": np.zeros((1, n_pv)),
-            "vs_pu_per_kw": np.zeros((1, n_load)), "available_kw": np.zeros(n_pv),
-            "kva_rating": np.zeros(n_pv), "q0_kvar": np.zeros(n_pv),
-            "shed_max_kw": np.zeros(n_load)}
-    return DOPFProblem(**{**base, **fields})
-
-
-def curtailment_only() -> tuple[DOPFProblem, np.ndarray, float]:
-    """v0 = 1.06, v_max = 1.05, Vp = 1e-4 p.u./kW, no reactive range (kVA = available):
-    curtail 0.01 / 1e-4 = 100 kW; cost 1 * 100 + 1e-3 / 2 * 100^2 = 105."""
-    problem = one_node(v0_pu=[1.06], vp_pu_per_kw=[[1e-4]], vq_pu_per_kvar=[[1e-4]],
-                       available_kw=[500.0], kva_rating=[500.0])
-    return problem, np.array([100.0, 0.0]), 105.0
-
-
-def reactive_at_limit() -> tuple[DOPFProblem, np.ndarray, float]:
-    """Vq = 2e-4 p.u./kvar, reactive range 30 kvar: absorbing 30 kvar removes 0.006 p.u.
-    (its marginal cost 1e-2 * 30 = 0.3 per kvar is below the price 1.04 / 1e-4 * 2e-4),
-    curtailment the remaining 0.004 p.u. = 40 kW; cost 40 + 0.8 + 4.5 = 45.3."""
-    problem = one_node(v0_pu=[1.06], vp_pu_per_kw=[[1e-4]], vq_pu_per_kvar=[[2e-4]],
-                       available_kw=[200.0], kva_rating=[np.hypot(200.0, 30.0)])
-    return problem, np.array([40.0, -30.0]), 45.3
-
-
-def import_limit() -> tuple[DOPFProblem, np.ndarray, float]:
-    """Import 1000 kW, limit 950 kW, two loads at 5 and 10 per kW: shed 50 kW of the
-    cheap one (its marginal cost 5 + 1e-2 * 50 stays below 10); cost 250 + 12.5."""
-    problem = one_node(v0_pu=[1.0], vs_pu_per_kw=[[1e-5, 1e-5]], shed_max_kw=[100.0, 100.0],
-                       c_shed=np.array([5.0, 10.0]), p_sub0_kw=1000.0,
-                       ps_p_kw_per_kw=np.zeros(0), ps_q_kw_per_kvar=np.zeros(0),
-                       ps_s_kw_per_kw=[-1.0, -1.0], p_sub_max_kw=950.0)
-    return problem, np.array([50.0, 0.0]), 262.5
-
-
-def undervoltage() -> tuple[DOPFProblem, np.ndarray, float]:
-    """v0 = 0.94, v_min = 0.95, Vs = 2e-4 p.u./kW: shed 50 kW; cost 10 * 50 + 12.5."""
-    problem = one_node(v0_pu=[0.94], vs_pu_per_kw=[[2e-4]], shed_max_kw=[100.0])
-    return problem, np.array([50.0]), 512.5
-
-
-HAND_MADE = [curtailment_only, reactive_at_limit, import_limit, undervoltage]
+NAMES = conformance.names()
 
 
 @pytest.fixture(scope="module")
-def random_problems() -> list[DOPFProblem]:
-    rng = np.random.default_rng(2024)
-    return [random_instance(rng, 280, 14, 90) for _ in range(100)]
+def random_cases() -> list[conformance.Case]:
+    return conformance.random_cases()
 
 
 @pytest.fixture(scope="module")
-def random_solutions(random_problems) -> dict:
-    return {name: [make(name).solve(p) for p in random_problems] for name in NAMES}
-
-
-def relative_gap(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(b), OBJECTIVE_FLOOR)
+def random_solutions(random_cases) -> dict:
+    return {name: [conformance.solve(name, case.problem) for case in random_cases]
+            for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("case", HAND_MADE, ids=lambda case: case.__name__)
-def test_hand_made_optimum(name, case):
-    problem, x_opt, objective = case()
-    solution = make(name).solve(problem)
-    assert solution.status == "optimal"
-    np.testing.assert_allclose(solution.x, x_opt, atol=1e-2)
-    assert relative_gap(solution.objective, objective) <= 1e-5
-    assert solution.max_violation <= FEASIBILITY_PU
+@pytest.mark.parametrize("build", conformance.HAND_MADE, ids=lambda build: build.__name__)
+def test_hand_made_case(name, build):
+    """Known optimum, objective and multipliers; exactly "infeasible" where no point is."""
+    assert conformance.check_case(name, build()) == []
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_random_instances_solved_feasibly(name, random_solutions):
-    solutions = random_solutions[name]
-    assert [s.status for s in solutions] == ["optimal"] * len(solutions)
-    assert max(s.max_violation for s in solutions) <= FEASIBILITY_PU
+def test_random_cases(name, random_cases, random_solutions):
+    """Optimal, feasible, the reference's objective within `OBJECTIVE_RTOL`, KKT duals."""
+    failures = [f"{case.name}: {failure}"
+                for case, solution in zip(random_cases, random_solutions[name])
+                for failure in conformance.check_solution(case, solution)]
+    assert failures == []
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_random_objectives_match_reference(name, random_solutions):
-    gaps = [relative_gap(s.objective, ref.objective)
-            for s, ref in zip(random_solutions[name], random_solutions[REFERENCE])]
-    assert max(gaps) <= OBJECTIVE_RTOL
+def test_warm_start(name, random_cases, random_solutions):
+    assert conformance.check_warm_start(name, random_cases, random_solutions[name]) == []
 
 
-def test_random_instances_exercise_every_control(random_solutions):
-    """The kit is only as good as its instances: some curtail, shed, absorb, or do nothing."""
-    reference = random_solutions[REFERENCE]
+def test_random_cases_exercise_every_control(random_cases):
+    """The kit is only as good as its instances: some curtail, shed, absorb, or do nothing;
+    the reference solves every one."""
+    reference = [case.reference for case in random_cases]
+    assert len(reference) == 100
+    assert all(case.objective is not None for case in random_cases)
     assert sum(s.curt.sum() > 1.0 for s in reference) >= 10
     assert sum(s.shed.sum() > 1.0 for s in reference) >= 5
     assert sum(s.objective < 1.0 for s in reference) >= 5
+    assert sum(np.max(s.duals) > 0.0 for s in reference) >= 50
 
 
-def single_row_infeasible() -> DOPFProblem:
-    """v0 = 1.2 p.u. everywhere and 1 kW of PV: no action can reach 1.05."""
-    n = 5
-    return DOPFProblem(v0_pu=np.full(n, 1.2), vp_pu_per_kw=np.full((n, 1), 1e-4),
-                       vq_pu_per_kvar=np.full((n, 1), 1e-4), vs_pu_per_kw=np.full((n, 1), 1e-4),
-                       available_kw=[1.0], kva_rating=[1.0], q0_kvar=[0.0], shed_max_kw=[1.0])
+def test_every_case_demands_the_exact_status():
+    statuses = [build().status for build in conformance.HAND_MADE]
+    assert statuses.count("infeasible") == 2 and statuses.count("optimal") == 4
 
 
-def jointly_infeasible() -> DOPFProblem:
-    """Voltage needs 100 kW of curtailment, the import limit allows 50: each constraint
-    alone is satisfiable, both together are not."""
-    return one_node(v0_pu=[1.06], vp_pu_per_kw=[[1e-4]], vq_pu_per_kvar=[[1e-4]],
-                    available_kw=[500.0], kva_rating=[500.0], p_sub0_kw=0.0,
-                    ps_p_kw_per_kw=[-1.0], ps_q_kw_per_kvar=[0.0],
-                    ps_s_kw_per_kw=np.zeros(0), p_sub_max_kw=50.0)
+# -- the kit catches the bugs it is there for ------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("build", [single_row_infeasible, jointly_infeasible],
-                         ids=lambda build: build.__name__)
-def test_infeasible_gives_a_status(name, build):
-    solution = make(name).solve(build())
-    assert solution.status != "optimal"
-    if name == REFERENCE:
-        assert solution.status == "infeasible"
+def test_kit_catches_duals_off_by_the_row_scale(monkeypatch):
+    """The central QP's rows are divided by their norm; multipliers handed back in those
+    scaled units (the row scale applied twice, or not at all) are not the standard form's."""
+    original = central._Built.duals
+    for wrong in (lambda self: original(self) * self.row_scale,
+                  lambda self: original(self) / self.row_scale):
+        monkeypatch.setattr(central._Built, "duals", wrong)
+        failures = conformance.check_case("central", conformance.curtailment_only())
+        assert any(f.startswith("duals [") for f in failures), failures
+        assert any("not stationary" in f for f in failures), failures
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_warm_start_keeps_the_optimum(name, random_problems, random_solutions):
-    rng = np.random.default_rng(5)
-    algorithm = make(name)
-    for problem, previous in list(zip(random_problems, random_solutions[name]))[:5]:
-        changed = perturb(problem, rng)
-        cold, warm = algorithm.solve(changed), algorithm.solve(changed, warm_start=previous)
-        assert warm.status == cold.status == "optimal"
-        assert relative_gap(warm.objective, cold.objective) <= OBJECTIVE_RTOL
+def test_kit_catches_an_algorithm_without_infeasibility_test(monkeypatch):
+    """Primal-dual with both of its infeasibility tests disabled runs to its iteration limit
+    (here 2,000): a status that is not "optimal", but not "infeasible" either."""
+    real_of = primal_dual._Dual.of
+
+    def blind(sf):
+        dual = real_of(sf)
+        dual.least_violation = 0.0
+        dual.objective_bound = lambda: np.inf
+        return dual
+
+    monkeypatch.setattr(primal_dual._Dual, "of", staticmethod(blind))
+    monkeypatch.setitem(ALGORITHMS, "primal-dual",
+                        functools.partial(primal_dual.PrimalDualDOPF, max_iterations=2_000))
+    failures = conformance.check_case("primal-dual", conformance.jointly_infeasible())
+    assert failures == ["status 'max_iterations', expected 'infeasible'"]
 
 
-def test_warm_start_saves_primal_dual_iterations(random_problems, random_solutions):
-    rng = np.random.default_rng(6)
-    algorithm = make("primal-dual")
-    pairs = [(p, s) for p, s in zip(random_problems, random_solutions["primal-dual"])
-             if s.iterations > 20][:10]
-    cold, warm = [], []
-    for problem, previous in pairs:
-        changed = perturb(problem, rng)
-        cold.append(algorithm.solve(changed).iterations)
-        warm.append(algorithm.solve(changed, warm_start=previous).iterations)
-    assert len(pairs) == 10
-    assert sum(warm) < 0.7 * sum(cold)
-    assert np.median(warm) < np.median(cold)
+def test_kit_catches_a_loose_stopping_rule(random_cases):
+    """A duality gap of 1e-3 instead of 1e-5 as primal-dual's stopping rule: every random
+    case stays feasible and within 1e-3 of the reference, so only a tolerance tighter than
+    1e-3 sees it."""
+    loose = primal_dual.PrimalDualDOPF(gap_tol=1e-3)
+    gaps = [conformance.relative_gap(loose.solve(case.problem).objective, case.objective)
+            for case in random_cases]
+    assert max(gaps) <= 1e-3
+    assert sum(gap > conformance.OBJECTIVE_RTOL for gap in gaps) >= 10
+
+
+# -- the problem model and the registry --------------------------------------------------------
 
 
 def test_standard_form_is_the_physical_model():
@@ -206,18 +149,18 @@ def test_registry_by_name():
         make("newton")
 
 
-def test_central_builds_once_per_shape(random_problems):
+def test_central_builds_once_per_shape(random_cases):
     """Unscreened, one cvxpy problem per problem shape; screened, one per size of the row
     set, and a problem solved again reuses them."""
-    central = make("central", screen=False)
-    for problem in random_problems[:3]:
-        central.solve(problem)
-    assert len(central._built) == len({p.shape_key for p in random_problems[:3]})
+    problems = [case.problem for case in random_cases[:3]]
+    unscreened = make("central", screen=False)
+    for problem in problems:
+        unscreened.solve(problem)
+    assert len(unscreened._built) == len({p.shape_key for p in problems})
     screened = make("central")
-    problem = random_problems[0]
     for _ in range(2):
-        screened.solve(problem)
+        screened.solve(problems[0])
     built = dict(screened._built)
-    screened.solve(problem)
+    screened.solve(problems[0])
     assert all(screened._built[key] is value for key, value in built.items())
     assert len(screened._built) == len(built)
