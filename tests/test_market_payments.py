@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gridsim.federates.market import conformance
 from gridsim.federates.market.clearing import best_total_value, clear
 from gridsim.federates.market.conformance import (
     HAND_MADE,
     battery_shift,
-    check_rule,
-    random_case,
+    check_case,
     simple_entity,
     three_entities,
     two_entities,
@@ -118,14 +118,33 @@ def test_core_and_no_profiteering_conflict():
 @pytest.mark.parametrize("rule", NAMES)
 @pytest.mark.parametrize("make", HAND_MADE, ids=lambda make: make().name)
 def test_conformance_hand_made(rule, make):
-    assert check_rule(rule, make()) == []
+    assert check_case(rule, make()) == []
 
 
 @pytest.mark.parametrize("rule", NAMES)
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_conformance_random(rule, seed):
-    rng = np.random.default_rng(seed)
-    assert check_rule(rule, random_case(rng, 5, 3)) == []
+@pytest.mark.parametrize("case", conformance.random_cases(), ids=lambda case: case.name)
+def test_conformance_random(rule, case):
+    assert check_case(rule, case) == []
+
+
+def test_kit_covers_every_rule_and_names_failing_cases(monkeypatch):
+    """`run_kit` checks every registered rule on every case; a failure names its case."""
+    assert conformance.names() == NAMES
+    assert len(conformance.random_cases()) == 3
+
+    class Giveaway:
+        name = "giveaway"
+        guarantees = frozenset()
+
+        def payments_usd(self, bids, clearing):
+            return -np.abs(clearing.value_usd)
+
+    monkeypatch.setitem(RULES, "giveaway", Giveaway)
+    cases = [two_entities(1.5, 7.5), three_entities()]
+    failures = conformance.check("giveaway", cases)
+    assert any(f.startswith("paper 1.5 vs 7.5 $/kWh: payments add up") for f in failures)
+    assert any(f.startswith("three entities: payments add up") for f in failures)
+    assert conformance.check("proportional", cases) == []
 
 
 def test_kit_catches_a_bad_rule(monkeypatch):
@@ -144,9 +163,9 @@ def test_kit_catches_a_bad_rule(monkeypatch):
         payments_usd = RULES["uniform-price"].payments_usd
 
     monkeypatch.setitem(RULES, "giveaway", Giveaway)
-    assert any("add up" in p for p in check_rule("giveaway", two_entities(1.5, 7.5)))
+    assert any("add up" in p for p in check_case("giveaway", two_entities(1.5, 7.5)))
     monkeypatch.setitem(RULES, "uniform-price", Boasting)
-    assert any("profits" in p for p in check_rule("uniform-price", two_entities(1.5, 7.5)))
+    assert any("profits" in p for p in check_case("uniform-price", two_entities(1.5, 7.5)))
 
 
 def test_shapley_refuses_thirteen_entities():

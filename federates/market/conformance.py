@@ -1,7 +1,9 @@
-"""Conformance kit: the properties every payment rule must have, and the cases it runs on.
+"""Conformance kit: the properties every payment rule in `payments.RULES` must have.
 
-`check_rule` runs the whole market on one case (decision guidance, clearing, settlement),
-twice, and lists every property that fails (an empty list: the rule conforms):
+`check_case` runs the whole market on one case (decision guidance, clearing, settlement),
+twice, and lists every property that fails (an empty list: the rule conforms); `check` runs
+every hand-made and random case, `run_kit` every registered rule (the shape of the DOPF and
+estimator kits too):
 
 - deterministic: the same input twice gives identical bids, clearing and payments (bitwise);
 - Pareto optimal: the clearing's certificate verifies (`clearing.verify_certificate`), so no
@@ -17,8 +19,8 @@ between cut points (`guidance`), so its true gain can fall short by that error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from gridsim.federates.market.entities import (
     generate_entities,
 )
 from gridsim.federates.market.guidance import guidance
-from gridsim.federates.market.payments import make_rule, settle
+from gridsim.federates.market.payments import RULES, make_rule, settle
 
 RTOL = 1e-6
 
@@ -106,6 +108,18 @@ def random_case(rng: np.random.Generator, n_entities: int, n_intervals: int) -> 
                 default_bounds(demand_matrix(entities), fraction))
 
 
+def random_cases(count: int = 3, seed: int = 1) -> list[Case]:
+    """`count` random cases of 5 entities over 3 intervals, case i drawn with seed
+    ``seed + i`` (each can be drawn again alone)."""
+    cases = [random_case(np.random.default_rng(seed + i), 5, 3) for i in range(count)]
+    return [replace(case, name=f"{case.name} (seed {seed + i})") for i, case in enumerate(cases)]
+
+
+def names() -> list[str]:
+    """The registered payment rules, which the kit covers."""
+    return sorted(RULES)
+
+
 def _run(rule: str, case: Case):
     bids = [guidance(entity, ub).bid for entity, ub in zip(case.entities, case.ub_kw)]
     clearing = clear(bids)
@@ -138,7 +152,7 @@ def _guarantees(rule: str, clearing, settlement, tol: float) -> list[str]:
     return problems
 
 
-def check_rule(rule: str, case: Case) -> list[str]:
+def check_case(rule: str, case: Case) -> list[str]:
     """Every property of the module doc that ``rule`` fails on ``case`` (empty: none)."""
     first, second = _run(rule, case), _run(rule, case)
     bids, clearing, settlement = first
@@ -152,3 +166,19 @@ def check_rule(rule: str, case: Case) -> list[str]:
     if np.any(settlement.gain_usd < -tol):
         problems.append(f"not individually rational: gains {settlement.gain_usd}")
     return problems + _guarantees(rule, clearing, settlement, tol)
+
+
+check_rule = check_case
+"""The former name of `check_case`."""
+
+
+def check(rule: str, cases: Sequence[Case] | None = None) -> list[str]:
+    """The whole kit for ``rule`` on `cases` (default: every hand-made and random case);
+    each failure names its case."""
+    cases = [build() for build in HAND_MADE] + random_cases() if cases is None else cases
+    return [f"{case.name}: {problem}" for case in cases for problem in check_case(rule, case)]
+
+
+def run_kit() -> dict[str, list[str]]:
+    """`check` for every registered payment rule."""
+    return {rule: check(rule) for rule in names()}
