@@ -1,13 +1,9 @@
 """The WLS estimator's math on small networks where the answer is known exactly.
 
-No broker, no OpenDSS: each test draws a network (three-phase lines from impedance
-matrices), picks the true state, computes exact measurements from it, and checks that the
-estimator gives the state back. The network of most tests::
-
-    s (slack) ── l1 ── a ── l2 ── b (load)
-                       └─── l3 ── c (load) ══ sw ══ d (load)
-
-``a`` has no device (zero injection); ``sw`` is a switch-like line (1e-6 ohm).
+No broker, no OpenDSS: each test draws a network (`federates/wls/examples.py`: three-phase
+lines from impedance matrices, by default ``s - a - b`` and ``a - c = d`` with ``a`` a
+zero-injection node and ``c = d`` a switch), picks the true state, computes exact
+measurements from it, and checks that the estimator gives the state back.
 """
 
 from __future__ import annotations
@@ -17,53 +13,18 @@ import pytest
 
 from gridsim import messages as m
 from gridsim.federates.wls.estimator import EstimationError, Settings, WLSEstimator
+from gridsim.federates.wls.examples import (
+    BASE_V,
+    DEVICES,
+    LINES,
+    PHASES,
+    exact_measurements,
+    nodes,
+    topology,
+    true_state,
+)
 from gridsim.federates.wls.functions import Functions
-from gridsim.federates.wls.measurements import MeasurementBuilder, P, Q
 from gridsim.network import Network
-
-BASE_V = 2401.8
-PHASES = (1, 2, 3)
-Z_LINE = np.array([[0.35 + 1.02j, 0.16 + 0.50j, 0.16 + 0.42j],
-                   [0.16 + 0.50j, 0.34 + 1.05j, 0.15 + 0.38j],
-                   [0.16 + 0.42j, 0.15 + 0.38j, 0.34 + 1.03j]])  # ohm, one line section
-LINES = {"l1": ("s", "a", 1.0), "l2": ("a", "b", 0.8), "l3": ("a", "c", 1.2),
-         "sw": ("c", "d", 1e-6)}
-DEVICES = ("b", "c", "d")
-
-
-def nodes(bus: str) -> list[str]:
-    return [f"{bus}.{p}" for p in PHASES]
-
-
-def topology(lines=LINES, devices=DEVICES) -> tuple[m.Topology, np.ndarray]:
-    """A Topology message for `lines` (name -> (from bus, to bus, length)) and its Y (S)."""
-    buses = ["s"] + sorted({b for f, t, _ in lines.values() for b in (f, t)} - {"s"})
-    ids = [n for bus in buses for n in nodes(bus)]
-    index = {n: i for i, n in enumerate(ids)}
-    y = np.zeros((len(ids), len(ids)), dtype=complex)
-    branches = []
-    for name, (f, t, length) in lines.items():
-        z = Z_LINE * length if length >= 1e-3 else np.eye(3) * length
-        ys = np.linalg.inv(z)
-        yprim = np.block([[ys, -ys], [-ys, ys]])
-        idx = [index[n] for n in nodes(f) + nodes(t)]
-        y[np.ix_(idx, idx)] += yprim
-        branches.append(m.BranchAdmittance(
-            name=name, from_nodes=nodes(f), to_nodes=nodes(t),
-            yprim=[(v.real, v.imag) for v in yprim.ravel()]))
-    rows, cols = np.nonzero(y)
-    angles = [0.0, -120.0, 120.0] * len(buses)
-    msg = m.Topology(
-        ids=ids,
-        admittance=m.AdmittanceSparse(
-            from_equipment=[ids[i] for i in rows], to_equipment=[ids[j] for j in cols],
-            admittance_list=[(y[i, j].real, y[i, j].imag) for i, j in zip(rows, cols)]),
-        base_voltage_magnitudes=m.VoltagesMagnitude(ids=ids, values=[BASE_V] * len(ids),
-                                                    units="V"),
-        base_voltage_angles=m.VoltagesAngle(ids=ids, values=angles, units="deg"),
-        slack_bus=nodes("s"), branches=branches,
-        device_nodes=[n for bus in devices for n in nodes(bus)])
-    return msg, y
 
 
 def with_stray_bus(msg: m.Topology) -> m.Topology:
@@ -76,55 +37,6 @@ def with_stray_bus(msg: m.Topology) -> m.Topology:
         "base_voltage_angles": m.VoltagesAngle(
             ids=ids, values=list(msg.base_voltage_angles.values) + [0.0, -120.0, 120.0],
             units="deg")})
-
-
-def true_state(msg: m.Topology, y: np.ndarray, seed: int = 0,
-               lines=LINES) -> np.ndarray:
-    """Node voltages (V): slack at 1.02 p.u. and its angles, devices drawn near 0.97 p.u.
-    (both ends of a switch equal), zero-injection nodes solved so that their current is
-    exactly zero."""
-    rng = np.random.default_rng(seed)
-    ids = msg.ids
-    n = len(ids)
-    theta = np.radians(msg.base_voltage_angles.values)
-    v = BASE_V * (0.97 + 0.02 * rng.standard_normal(n)) * np.exp(
-        1j * (theta + 0.01 * rng.standard_normal(n)))
-    slack = [ids.index(s) for s in msg.slack_bus]
-    v[slack] = 1.02 * BASE_V * np.exp(1j * theta[slack])
-    for f, t, length in lines.values():
-        if length < 1e-3 and f"{t}.1" in ids:
-            v[[ids.index(n) for n in nodes(t)]] = v[[ids.index(n) for n in nodes(f)]]
-    zero = [i for i, node in enumerate(ids) if node not in msg.device_nodes and i not in slack]
-    rest = [i for i in range(n) if i not in zero]
-    v[zero] = -np.linalg.solve(y[np.ix_(zero, zero)], y[np.ix_(zero, rest)] @ v[rest])
-    return v
-
-
-def exact_measurements(net: Network, msg: m.Topology, y: np.ndarray, v: np.ndarray, *,
-                       vmag_nodes=None, flows=(), pmu_nodes=(), sigma=1e-3):
-    """Measurements computed from the true state `v` (V), without noise."""
-    s_kva = v * np.conj(y @ v) / 1000.0
-    ids = msg.ids
-    b = MeasurementBuilder(net)
-    vm_nodes = ids if vmag_nodes is None else vmag_nodes
-    b.voltages("v", vm_nodes, [abs(v[ids.index(n)]) / BASE_V for n in vm_nodes],
-               [sigma] * len(vm_nodes))
-    devices = list(msg.device_nodes)
-    b.injections("p", P, devices, [s_kva[ids.index(n)].real for n in devices],
-                 [sigma * 100] * len(devices), None)
-    b.injections("q", Q, devices, [s_kva[ids.index(n)].imag for n in devices],
-                 [sigma * 100] * len(devices), None)
-    for line in flows:
-        branch = next(br for br in msg.branches if br.name == line)
-        yprim = np.array([complex(*c) for c in branch.yprim]).reshape(6, 6)
-        vb = np.array([v[ids.index(n)] for n in branch.from_nodes + branch.to_nodes])
-        flow = vb[:3] * np.conj(yprim[:3] @ vb) / 1000.0
-        labels = [f"{line}:{n}" for n in branch.from_nodes]
-        b.flows("fp", P, labels, flow.real, [sigma * 100] * 3)
-        b.flows("fq", Q, labels, flow.imag, [sigma * 100] * 3)
-    b.angles("a", list(pmu_nodes), [np.degrees(np.angle(v[ids.index(n)])) for n in pmu_nodes],
-             [1e-3] * len(pmu_nodes))
-    return b.build()
 
 
 def estimate(msg, settings=None, seed=0, **kwargs):

@@ -121,6 +121,8 @@ class Estimate:
 class WLSEstimator:
     """Gauss-Newton WLS on a fixed `Network`; warm-starts from its previous estimate."""
 
+    name = "wls"
+
     def __init__(self, net: Network, settings: Settings | None = None):
         self.net = net
         self.settings = settings or Settings()
