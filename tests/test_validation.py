@@ -366,15 +366,21 @@ def test_missing_scenario_file(tmp_path):
 # --- edge cases that once crashed or slipped through ------------------------------------
 
 def test_exact_duplicate_link_into_single_link_input(tmp_path):
-    """Giving the very same link twice is merged or refused, never a traceback."""
+    """The very same link given twice is kept once (`wiring`: a repeated link is not a second
+    feed of a single-link input): the scenario validates with one link, and the resolved
+    federation feeds feeder.pv_setpoints exactly once."""
     path = with_custom(
         tmp_path, "ctl", {"c1": {"type": "ctl"}},
         ["c1.pv -> feeder.pv_setpoints", "c1.pv -> feeder.pv_setpoints"],
         outputs=[{"port_id": "pv", "type": "PVSetpoints"}],
     )
     result = gridsim("validate", str(path))
-    if result.returncode != 0:
-        assert_input_error(result, path, "links[1].target_port", "one link")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("ok: t: 2 federates, 1 links (0 defaulted)")
+    federation = load_federation(path)
+    assert federation.links == [Link.parse("c1.pv -> feeder.pv_setpoints")]
+    assert federation.defaulted_links == []
 
 
 def test_second_link_named_after_wildcard_link(tmp_path):
