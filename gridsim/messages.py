@@ -332,14 +332,28 @@ class Registration(Message):
 
 
 class Certificate(BaseModel):
-    """Primal and dual solution of a clearing LP: with the bids, enough to check optimality
-    (primal and dual feasibility, zero gap) without a solver."""
+    """Primal and dual solution of a clearing LP (docs/market.md): with the bids, enough to
+    check optimality (primal and dual feasibility, zero gap) without a solver
+    (`gridsim.contracts.certificate`). Entities in the clearing's order; groups and cuts in
+    the order of the bids' cuts, entity after entity."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    primal: list[float]
-    dual: list[float]
-    objective: float
+    kw: list[list[float]] = Field(
+        description="Primal: rights received (> 0) or given up per entity and interval, kW.")
+    group_value_usd: list[float] = Field(
+        description="Primal: the epigraph value s_j of every group of cuts, $.")
+    price_usd_per_kw: list[float] = Field(
+        description="Dual of each interval's balance (p_t): $ per kW of rights over the "
+                    "interval, before any price cap.")
+    cut_dual: list[float] = Field(
+        description="Dual of every cut (mu_k >= 0, no unit): they sum to 1 in each group.")
+    upper_dual_usd_per_kw: list[list[float]] = Field(
+        description="Dual of kw <= max_kw (beta+) per entity and interval, $ per kW.")
+    lower_dual_usd_per_kw: list[list[float]] = Field(
+        description="Dual of kw >= min_kw (beta-) per entity and interval, $ per kW.")
+    objective_usd: float = Field(
+        description="The primal objective, sum of s_j: the cooperation benefit by the bids, $.")
 
 
 class MarketClearing(Message):

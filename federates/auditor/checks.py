@@ -18,19 +18,21 @@ and the registration (entities' long-term keys, the log's key):
 Each problem is reported once, under the most specific code: a split view is not also a
 root mismatch, an altered bid not also a bad certificate (the certificate is checked
 against the bids the clearing says it used; the alteration is what the log shows).
+
+Bids, the certificate and its check come from the market contract (`gridsim.contracts`),
+never from the market federate's code: the auditor loads neither its solver nor its LP.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 
 from gridsim import messages as m
-from gridsim.federates.market.clearing import verify_certificate
-from gridsim.federates.market.guidance import Bid
+from gridsim.contracts.bid import Bid, bid_of_entry
+from gridsim.contracts.certificate import PrimalDual, verify_certificate
 from gridsim.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, Witness, WitnessRefusal
 from gridsim.ledger.identity import (
     Disclosure,
@@ -173,9 +175,9 @@ class Auditor:
                                         f"logged in round {clearing.round}, not cleared"))
         bids = bids_of(clearing)
         self.checks += 3
-        if bids is None or not verify_certificate(bids, solution_of(clearing, bids)).ok:
-            findings.append(finding("clearing.certificate", f"round {clearing.round}",
-                                    "primal, dual or gap check fails"))
+        problem = certificate_problem(clearing, bids)
+        if problem is not None:
+            findings.append(finding("clearing.certificate", f"round {clearing.round}", problem))
         findings += check_payments(clearing, bids)
         return findings
 
@@ -194,33 +196,25 @@ def _disclosed(disclosures: m.Disclosures | None) -> dict[int, Disclosure]:
 
 def bids_of(clearing: m.MarketClearing) -> list[Bid] | None:
     """The bids the clearing says it used, as `Bid`s (None if one cannot be read)."""
-    bids = []
-    for entity, raw in zip(clearing.entities, clearing.bids):
-        try:
-            _, content = read_bid(LedgerEntry.from_json(raw))
-            bids.append(Bid(entity_id=entity, min_kw=np.asarray(content["min_kw"], float),
-                            max_kw=np.asarray(content["max_kw"], float),
-                            intercept_usd=np.asarray(content["intercept_usd"], float),
-                            slope_usd_per_kw=np.asarray(content["slope_usd_per_kw"], float),
-                            group=np.asarray(content["group"], int),
-                            group_interval=np.asarray(content["group_interval"], int)))
-        except (EntryError, KeyError, TypeError, ValueError):
-            return None
-    return bids
+    try:
+        return [bid_of_entry(entity, LedgerEntry.from_json(raw))
+                for entity, raw in zip(clearing.entities, clearing.bids)]
+    except ValueError:  # EntryError included
+        return None
 
 
-def solution_of(clearing: m.MarketClearing, bids: list[Bid]) -> SimpleNamespace:
-    """The certificate's primal and dual, shaped as `verify_certificate` reads them."""
-    n_entities, n = len(bids), len(clearing.prices_per_kwh)
-    n_groups = sum(len(b.group_starts) for b in bids)
-    primal, dual = np.asarray(clearing.certificate.primal), np.asarray(clearing.certificate.dual)
-    k = n_entities * n
-    n_cuts = len(dual) - n - 2 * k
-    return SimpleNamespace(
-        kw=primal[:k].reshape(n_entities, n), group_value_usd=primal[k:k + n_groups],
-        price_usd_per_kw=dual[:n], cut_dual=dual[n:n + n_cuts],
-        upper_dual_usd_per_kw=dual[n + n_cuts:n + n_cuts + k].reshape(n_entities, n),
-        lower_dual_usd_per_kw=dual[n + n_cuts + k:].reshape(n_entities, n))
+def certificate_problem(clearing: m.MarketClearing, bids: list[Bid] | None) -> str | None:
+    """Why the clearing's certificate does not prove it optimal for `bids`, None if it does
+    (`gridsim.contracts.certificate`: arithmetic only)."""
+    if bids is None:
+        return "a bid the clearing used cannot be read"
+    try:
+        solution = PrimalDual.from_message(clearing.certificate, bids)
+    except ValueError as exc:
+        return str(exc)
+    if not verify_certificate(bids, solution).ok:
+        return "primal, dual or gap check fails"
+    return None
 
 
 def check_payments(clearing: m.MarketClearing, bids: list[Bid] | None) -> list[m.AuditFinding]:
@@ -241,11 +235,17 @@ def check_payments(clearing: m.MarketClearing, bids: list[Bid] | None) -> list[m
     return out
 
 
+def interval_of(clearing: m.MarketClearing, t: float) -> int | None:
+    """The clearing's interval that time `t` (s) falls in, None outside its horizon."""
+    k = int((t - clearing.horizon_start_s) // clearing.interval_s)
+    return k if 0 <= k < len(clearing.prices_per_kwh) else None
+
+
 def check_metering(clearing: m.MarketClearing, loads: m.LoadStates,
                    t: float) -> tuple[int, list[m.AuditFinding]]:
     """Each entity's consumption at time `t` (s) within its right; (checks, findings)."""
-    k = int((t - clearing.horizon_start_s) // clearing.interval_s)
-    if not 0 <= k < len(clearing.prices_per_kwh):
+    k = interval_of(clearing, t)
+    if k is None:
         return 0, []
     drawn = dict(zip(loads.ids, loads.p_kw))
     out, checks = [], 0

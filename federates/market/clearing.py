@@ -1,7 +1,7 @@
 """Market clearing: the LP of the paper's (3), its optimality certificate and the prices.
 
-With bids ``v_i(kw) = sum_j min_{k in j} (a_k + g_k . kw)`` (`guidance.Bid`), the clearing
-LP, with one epigraph variable ``s_j`` per group of cuts, is::
+With bids ``v_i(kw) = sum_j min_{k in j} (a_k + g_k . kw)`` (`gridsim.contracts.bid.Bid`),
+the clearing LP, with one epigraph variable ``s_j`` per group of cuts, is::
 
     maximize  sum_j s_j
     s.t.      s_j - g_k . kw_i <= a_k         for every cut k of group j of entity i  (mu_k)
@@ -11,14 +11,15 @@ LP, with one epigraph variable ``s_j`` per group of cuts, is::
 Its dual: minimize ``sum mu_k a_k + sum beta+ max_kw - sum beta- min_kw`` subject to
 ``mu, beta >= 0``, ``sum_{k in j} mu_k = 1`` for every group and, for every entity and
 interval, ``sum_k mu_k g_k,t - p_t - beta+_i,t + beta-_i,t = 0``. A primal point, a dual
-point and a zero gap prove optimality (`certificate.verify_certificate`). ``p_t`` is the
-price of one kW of rights over the whole interval t, $ per kW (divide by the interval's
-hours for $/kWh). Every bid is 0 at ``kw = 0``, so the objective is the cooperation benefit.
+point and a zero gap prove optimality (`gridsim.contracts.certificate.verify_certificate`,
+which the auditor runs too). ``p_t`` is the price of one kW of rights over the whole
+interval t, $ per kW (divide by the interval's hours for $/kWh). Every bid is 0 at
+``kw = 0``, so the objective is the cooperation benefit.
 
-`clear` runs the steps, each in its own module: the bids as flat arrays (`book.OrderBook`), the
-LP as solved and the tie-break to the least transfer (`formulation`), the prices and their
-multipliers (`prices`). `OrderBook` and `verify_certificate` are re-exported here, where
-callers have always found them.
+`clear` runs the steps, each in its own module: the bids as flat arrays
+(`gridsim.contracts.book.OrderBook`), the LP as solved and the tie-break to the least
+transfer (`formulation`), the prices and their multipliers (`prices`). `OrderBook` and
+`verify_certificate` are re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridsim.federates.market.book import OrderBook
-from gridsim.federates.market.certificate import CertificateCheck, verify_certificate
+from gridsim.contracts.bid import Bid
+from gridsim.contracts.book import OrderBook
+from gridsim.contracts.certificate import CertificateCheck, verify_certificate
 from gridsim.federates.market.formulation import Formulation
-from gridsim.federates.market.guidance import Bid
 from gridsim.federates.market.prices import PriceSet, solver_dual
 
 __all__ = ["CertificateCheck", "Clearing", "OrderBook", "best_total_value", "clear",

@@ -41,8 +41,8 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import sparse
 
+from gridsim.contracts.book import OrderBook
 from gridsim.federates.market import highs
-from gridsim.federates.market.book import OrderBook
 from gridsim.federates.market.highs import BASIC, LOWER, UPPER, Basis
 
 FACE_RTOL = 1e-9

@@ -15,7 +15,8 @@ supergradient, in $ per kW of bound over that interval. The bid is relative to t
 allocation: ``v(kw) = V(UB + kw) - V(UB)`` (so ``v(0) = 0``), on ``-UB <= kw <= max_kw`` with
 ``max_kw = max(max_import - UB, 0)`` (`Entity.max_import_kw`: demand plus battery charging).
 
-A `Bid` is a sum of groups of cuts, ``v(kw) = sum_j min_{k in j} (a_k + g_k . kw)``:
+A `Bid` (`gridsim.contracts.bid`, the market's contract with the auditor; exposed here too)
+is a sum of groups of cuts, ``v(kw) = sum_j min_{k in j} (a_k + g_k . kw)``:
 
 - separable entity (no battery): one group per interval, exact everywhere. Along an
   interval's cap ``x``, ``V_t`` bends only where the free supply (PV plus import) or the
@@ -37,13 +38,15 @@ All of an entity's points are solved as one block-diagonal LP (`MicrogridLP.solv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
+from gridsim.contracts.bid import Bid
 from gridsim.federates.market.entities import Entity
+
+__all__ = ["Bid", "Guidance", "MicrogridLP", "guidance", "value"]
 
 RECEIVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 GIVE_UP_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -147,51 +150,6 @@ def value(entity: Entity, ub_kw: np.ndarray, kw: np.ndarray | None = None) -> fl
     """Best value the entity reaches with import bounds ``ub_kw + kw`` (exact, one LP), $."""
     ub = np.asarray(ub_kw, dtype=float)
     return MicrogridLP.build(entity).solve(ub if kw is None else ub + kw)[0]
-
-
-@dataclass(frozen=True, eq=False)
-class Bid:
-    """A concave piecewise-linear bid ``v(kw) = sum_j min_{k in group j} (a_k + g_k . kw)``.
-
-    ``v(kw)`` is what the entity would pay ($; negative: what it must receive) for import
-    bounds raised by ``kw`` (kW per interval, > 0 receives rights) on
-    ``min_kw <= kw <= max_kw``. Cuts are sorted by group.
-    """
-
-    entity_id: str
-    min_kw: np.ndarray
-    max_kw: np.ndarray
-    intercept_usd: np.ndarray
-    """``a_k``, $ (K)."""
-    slope_usd_per_kw: np.ndarray
-    """``g_k``, $ per kW of bound in each interval (K x n)."""
-    group: np.ndarray
-    """Group of each cut, 0, 1, ... in order (K)."""
-    group_interval: np.ndarray
-    """The one interval each group depends on, -1 if it couples intervals (n_groups)."""
-
-    @property
-    def n_intervals(self) -> int:
-        return len(self.min_kw)
-
-    @cached_property
-    def group_starts(self) -> np.ndarray:
-        """Index of each group's first cut."""
-        return np.flatnonzero(np.r_[True, self.group[1:] != self.group[:-1]])
-
-    def group_values_usd(self, kw: np.ndarray) -> np.ndarray:
-        """``min_k (a_k + g_k . kw)`` of every group, $."""
-        return np.minimum.reduceat(self.intercept_usd + self.slope_usd_per_kw @ kw,
-                                   self.group_starts)
-
-    def value_usd(self, kw: np.ndarray) -> float:
-        """``v(kw)``, $."""
-        return float(self.group_values_usd(np.asarray(kw, dtype=float)).sum())
-
-    @property
-    def standalone_loss_usd(self) -> float:
-        """Loss without the market: value of the bound raised to ``max_kw`` (full demand)."""
-        return self.value_usd(self.max_kw)
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,8 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from gridsim.contracts.bid import Bid
 from gridsim.federates.market.clearing import Clearing, best_total_value
-from gridsim.federates.market.guidance import Bid
 
 
 class PaymentRule(Protocol):

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog, nnls
 
-from gridsim.federates.market.book import OrderBook
+from gridsim.contracts.book import OrderBook
 from gridsim.federates.market.formulation import Formulation
 
 ACTIVE_RTOL = 1e-7

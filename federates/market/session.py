@@ -82,21 +82,3 @@ def run_round(entities: Sequence[Entity], ub_kw: np.ndarray, rule: str,
         prices = np.minimum(prices, price_cap_usd_per_kwh)
     operations = operate_all(entities, ub_kw, clearing.kw)
     return Round(advice, clearing, settlement, payments, prices, operations)
-
-
-def bid_content(bid) -> dict:
-    """What an entity signs: its cuts and bounds, no identity (`gridsim.ledger`)."""
-    return {"min_kw": bid.min_kw.tolist(), "max_kw": bid.max_kw.tolist(),
-            "intercept_usd": bid.intercept_usd.tolist(),
-            "slope_usd_per_kw": bid.slope_usd_per_kw.tolist(), "group": bid.group.tolist(),
-            "group_interval": bid.group_interval.tolist()}
-
-
-def certificate(clearing: Clearing) -> dict:
-    """Primal and dual solution as flat lists (`gridsim.messages.Certificate`)."""
-    primal = np.concatenate([clearing.kw.ravel(), clearing.group_value_usd])
-    dual = np.concatenate([clearing.price_usd_per_kw, clearing.cut_dual,
-                           clearing.upper_dual_usd_per_kw.ravel(),
-                           clearing.lower_dual_usd_per_kw.ravel()])
-    return {"primal": primal.tolist(), "dual": dual.tolist(),
-            "objective": float(clearing.objective_usd)}

@@ -1,12 +1,15 @@
 """The order book: every bid of a market as flat arrays, and the views the clearing needs.
 
-Bids (`guidance.Bid`) are stacked in input order: cut ``k`` has intercept ``a_k`` ($) and
-slope ``g_k`` ($ per kW in every interval), belongs to entity ``cut_entity[k]`` and to group
-``cut_group[k]`` (numbered across all entities). An entity is *coupled* (a battery) unless it
-is made of exactly one group per interval; the groups of the others each depend on one
-interval and are one-dimensional concave functions, which `OrderBook.segments` turns into
-segments between breakpoints. `OrderBook.coupled_rows` writes the coupled cuts relative to their
-group's median slope (`formulation` explains why).
+The market's clearing (`gridsim.federates.market.clearing`) solves over it and
+`gridsim.contracts.certificate.verify_certificate` checks over it, so both read the bids the
+same way. Bids (`gridsim.contracts.bid.Bid`) are stacked in input order: cut ``k`` has
+intercept ``a_k`` ($) and slope ``g_k`` ($ per kW in every interval), belongs to entity
+``cut_entity[k]`` and to group ``cut_group[k]`` (numbered across all entities). An entity is
+*coupled* (a battery) unless it is made of exactly one group per interval; the groups of the
+others each depend on one interval and are one-dimensional concave functions, which
+`OrderBook.segments` turns into segments between breakpoints. `OrderBook.coupled_rows` writes
+the coupled cuts relative to their group's median slope (`gridsim.federates.market.formulation`
+explains why).
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import sparse
 
-from gridsim.federates.market.guidance import Bid
+from gridsim.contracts.bid import Bid
 
 
 class OrderBook:
@@ -101,7 +103,12 @@ class OrderBook:
 
     def coupled_rows(self):
         """Coupled cuts relative to their group's median slope ``m_j``: ``(cuts, coupled
-        groups, m_j of each, sparse -(g_k - m_j) on the kw columns of the coupled entities)``."""
+        groups, m_j of each, sparse -(g_k - m_j) on the kw columns of the coupled entities)``.
+
+        Only the market's LP needs this view; SciPy is loaded here, not with the module, so a
+        checker that reads the book loads no SciPy."""
+        from scipy import sparse
+
         entities = np.flatnonzero(self.coupled)
         cuts = np.flatnonzero(self.coupled[self.cut_entity])
         groups = np.unique(self.cut_group[cuts])
