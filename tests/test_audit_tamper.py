@@ -16,18 +16,18 @@ import sqlite3
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridsim import messages as m
 from gridsim.build import federate_seed
+from gridsim.contracts.bid import sign_bid_for_round
+from gridsim.contracts.certificate import certificate_message
+from gridsim.federates.auditor.adapter import witness_signer
 from gridsim.federates.auditor.checks import FINDING_CODES, Auditor, bids_of, check_metering
-from gridsim.federates.auditor.federate import witness_signer
+from gridsim.federates.market.adapter import log_signer
 from gridsim.federates.market.clearing import clear
 from gridsim.federates.market.payments import settle
-from gridsim.federates.market.session import bid_content, certificate
 from gridsim.ledger.canonical import canonical_bytes
-from gridsim.ledger.checkpoint import NoteSigner
-from gridsim.ledger.identity import LedgerEntry, derive_secret, make_keys, sign_bid
+from gridsim.ledger.identity import LedgerEntry, make_keys
 from gridsim.ledger.store import Ledger
 
 SEED = 123
@@ -80,15 +80,10 @@ def audit(run: dict, *, update=None, disclosures=None, clearing=None, states=Non
     return set(codes)
 
 
-def log_signer() -> NoteSigner:
-    key = Ed25519PrivateKey.from_private_bytes(derive_secret(MARKET_SEED, "log", "market"))
-    return NoteSigner("gridsim-market/market", key)
-
-
 def relogged(entries: list[LedgerEntry], round_: int = 0, before: list[LedgerEntry] = (),
              ) -> m.LedgerUpdate:
     """The update a market would publish for `entries` after `before`, signed by its key."""
-    ledger = Ledger(log_signer())
+    ledger = Ledger(log_signer(MARKET_SEED, "market"))
     for entry in before:
         ledger.append(entry)
     previous = ledger.checkpoint() if before else None
@@ -112,7 +107,7 @@ def recleared(clearing: m.MarketClearing, bids, entries: list[dict],
         "entities": pick(clearing.entities), "bounds_kw": pick(clearing.bounds_kw),
         "kw": result.kw.tolist(), "payments": settlement.payment_usd.tolist(),
         "values": result.value_usd.tolist(), "bid_indices": pick(clearing.bid_indices),
-        "bids": entries, "certificate": m.Certificate(**certificate(result)),
+        "bids": entries, "certificate": certificate_message(result),
         "standalone_values": pick(clearing.standalone_values),
         "full_values": pick(clearing.full_values),
         "prices_per_kwh": (result.price_usd_per_kw / (clearing.interval_s / 3600)).tolist()})
@@ -175,7 +170,7 @@ def test_bid_replayed_from_an_earlier_round(clean):
     fresh, disclosed = [first[0]], [clean["disclosures"].disclosures[0]]
     for entity, bid in list(zip(clearing.entities, bids_of(clearing)))[1:]:
         keys = make_keys(MARKET_SEED, entity, 1)
-        fresh.append(sign_bid(keys, {"round": 1, **bid_content(bid)}))
+        fresh.append(sign_bid_for_round(keys, 1, bid))
         disclosed.append(keys.disclosure.to_json())
     n = len(first)
     later = relogged(fresh, round_=1, before=first)
@@ -194,7 +189,7 @@ def test_split_view(clean):
     """A second checkpoint of the same size with another root (one bid swapped)."""
     entries = entries_of(clean["update"])
     keys = make_keys(MARKET_SEED, clean["clearing"].entities[1], 0)
-    entries[1] = sign_bid(keys, {"round": 0, **bid_content(bids_of(clean["clearing"])[0])})
+    entries[1] = sign_bid_for_round(keys, 0, bids_of(clean["clearing"])[0])
     other = relogged(entries)
     assert audit(clean, extra_updates=[(other, clean["disclosures"])]) == {"log.split_view"}
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from helpers import scenario_data
 
-from gridsim.federates.market.federate import _log_signer  # noqa: F401 -- same key below
+from gridsim.build import federate_seed
+from gridsim.federates.market.adapter import log_signer
 from gridsim.ledger.checkpoint import NoteVerifier
 from gridsim.ledger.identity import verify_entry
 from gridsim.ledger.store import load_ledger, reverify
@@ -91,6 +92,8 @@ def test_ledger_holds_every_signed_bid_and_reverifies_clean(shortage, repo_root)
     assert all(verify_entry(entry) for entry in stored.entries)
     (registration,) = recorded(shortage[1], "market/registration").values()
     log = NoteVerifier(registration["log_name"], b64decode(registration["log_public_key"]))
+    derived = log_signer(federate_seed(123, "market"), "market").verifier
+    assert (log.name, log.public_key) == (derived.name, derived.public_key)
     registry = {entity: b64decode(key) for entity, key
                 in zip(registration["entities"], registration["public_keys"])}
     assert sorted(registry) == sorted(summary["market"]["payments_usd"])

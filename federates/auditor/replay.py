@@ -17,8 +17,8 @@ from pathlib import Path
 
 from gridsim import messages as m
 from gridsim.errors import InputError
+from gridsim.federates.auditor.adapter import witness_signer
 from gridsim.federates.auditor.checks import Auditor, check_metering
-from gridsim.federates.auditor.federate import witness_signer
 from gridsim.ledger.checkpoint import Checkpoint, NoteError, NoteVerifier, parse_note
 from gridsim.ledger.identity import EntryError, read_bid
 from gridsim.ledger.store import LedgerError, load_ledger, reverify
