@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/audit.py [--entities 10 100 1000] [--intervals 4] 
 For each size: entities drawn from synthetic feeder loads (5-60 kW, seed 2026), their bids
 by decision guidance at half their demand, each bid signed with the entity's round key and
 logged, the log checkpointed, the market cleared with ``proportional`` payments, and the
-messages the market publishes built exactly as the market federate builds them (not timed).
+messages the market publishes built by the market federate's own adapter (not timed).
 Timed, median of ``--repeat`` fresh auditors: `Auditor.check_update` (checkpoint and
 witness, every entry's signature, attribution, replay), `Auditor.check_clearing` (bids
 against the log, certificate, payments) and the metering check of one step.
@@ -14,25 +14,30 @@ against the log, certificate, payments) and the metering check of one step.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import statistics
 import sys
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from gridsim.build import FEDERATE_ENV  # loads no NumPy
+
+for _var, _value in FEDERATE_ENV.items():  # one BLAS thread, as in every federate process
+    os.environ.setdefault(_var, _value)
 
 import numpy as np  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
 from gridsim import messages as m  # noqa: E402
+from gridsim.federates.auditor.adapter import witness_signer  # noqa: E402
 from gridsim.federates.auditor.checks import Auditor, check_metering  # noqa: E402
-from gridsim.federates.auditor.federate import witness_signer  # noqa: E402
+from gridsim.federates.market.adapter import (  # noqa: E402
+    ledger_messages,
+    log_signer,
+    registration_message,
+    round_clearing,
+    sign_bids,
+)
 from gridsim.federates.market.entities import default_bounds, generate_entities  # noqa: E402
-from gridsim.federates.market.session import bid_content, certificate, run_round  # noqa: E402
-from gridsim.ledger.checkpoint import NoteSigner  # noqa: E402
-from gridsim.ledger.identity import derive_secret, make_keys, make_registry, sign_bid  # noqa: E402
+from gridsim.federates.market.session import run_round  # noqa: E402
 from gridsim.ledger.store import Ledger  # noqa: E402
 
 SEED = 2026
@@ -49,34 +54,12 @@ def market_messages(n_entities: int, n_intervals: int):
     rnd = run_round(entities, ub, "proportional")
     market_s = time.perf_counter() - t0
     ids = [e.entity_id for e in entities]
-    log_key = Ed25519PrivateKey.from_private_bytes(derive_secret(SEED, "log", "market"))
-    ledger = Ledger(NoteSigner("gridsim-market/bench", log_key))
-    entries, disclosures = [], []
-    for entity, advice in zip(ids, rnd.guidance):
-        keys = make_keys(SEED, entity, 0)
-        entry = sign_bid(keys, {"round": 0, **bid_content(advice.bid)})
-        ledger.append(entry)
-        entries.append(entry.to_json())
-        disclosures.append(keys.disclosure.to_json())
-    record = ledger.checkpoint()
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    registration = m.Registration(
-        time_s=0.0, entities=ids, loads=ids,
-        public_keys=[b64(k) for k in make_registry(SEED, ids).values()],
-        log_name=ledger.signer.name, log_public_key=b64(ledger.signer.verifier.public_key))
-    update = m.LedgerUpdate(time_s=0.0, round=0, first_index=0, entries=entries,
-                            checkpoint=record.note, consistency_proof=[])
-    disclosed = m.Disclosures(time_s=0.0, round=0, indices=list(range(len(ids))),
-                              disclosures=disclosures)
-    clearing = m.MarketClearing(
-        time_s=0.0, round=0, horizon_start_s=0.0, interval_s=3600.0, entities=ids,
-        bounds_kw=ub.tolist(), kw=rnd.clearing.kw.tolist(),
-        prices_per_kwh=rnd.prices_usd_per_kwh.tolist(), payment_rule="proportional",
-        payments=rnd.payments_usd.tolist(), values=rnd.clearing.value_usd.tolist(),
-        standalone_values=[g.standalone_usd for g in rnd.guidance],
-        full_values=[g.full_usd for g in rnd.guidance],
-        certificate=m.Certificate(**certificate(rnd.clearing)), status="optimal",
-        bid_indices=list(range(len(ids))), bids=entries)
+    ledger = Ledger(log_signer(SEED, "bench"))
+    signed = sign_bids(ledger, SEED, ids, rnd)
+    update, disclosed = ledger_messages(0.0, 0, signed)
+    registration = registration_message(0.0, ids, SEED, ledger.signer.verifier)
+    clearing = round_clearing(rnd, ids, ub, signed, t=0.0, round_=0, horizon_start_s=0.0,
+                              interval_s=3600.0, payment_rule="proportional")
     caps = {op.entity_id: float(op.import_kw[0]) for op in rnd.operations}
     loads_msg = m.LoadStates(time_s=0.0, ids=ids, bus=[b for _, b, _ in loads],
                              p_kw=[caps[i] for i in ids], q_kvar=[0.0] * len(ids),

@@ -28,12 +28,15 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in every federate process
+from gridsim.build import FEDERATE_ENV  # loads no NumPy
+
+for _var, _value in FEDERATE_ENV.items():  # one BLAS thread, as in every federate process
+    os.environ.setdefault(_var, _value)
 
 import numpy as np  # noqa: E402
 
-import gridsim.federates  # noqa: E402, F401 -- loads HELICS before SciPy
-from gridsim.federates.market.clearing import clear, verify_certificate  # noqa: E402
+from gridsim.contracts.certificate import verify_certificate  # noqa: E402
+from gridsim.federates.market.clearing import clear  # noqa: E402
 from gridsim.federates.market.entities import (  # noqa: E402
     default_bounds,
     demand_matrix,
