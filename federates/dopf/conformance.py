@@ -150,7 +150,9 @@ HAND_MADE: list[Callable[[], Case]] = [curtailment_only, reactive_at_limit, impo
 
 
 def random_cases(count: int = 100, seed: int = 2024) -> list[Case]:
-    """`random_instance`s of IEEE 123's size, each with the reference's objective."""
+    """`count` `random_instance`s of IEEE 123's size drawn from one generator seeded with
+    `seed`, each with the solution and objective of the reference (the central QP, every
+    row: screening is the algorithms' own business)."""
     rng = np.random.default_rng(seed)
     reference = make(REFERENCE, **REFERENCE_SETTINGS)
     cases = []
@@ -200,8 +202,11 @@ def kkt_failures(problem: DOPFProblem, solution: Solution) -> list[str]:
     return problems
 
 
-def check_solution(case: Case, solution: Solution) -> list[str]:
-    """Every property of the module doc that `solution` of `case` fails (empty: none)."""
+def check_solution(case: Case, solution: Solution | str) -> list[str]:
+    """Every property of the module doc that `solution` of `case` fails (empty: none); a
+    string is what `solve` caught instead of a solution."""
+    if isinstance(solution, str):
+        return [solution]
     if solution.status != case.status:
         return [f"status {solution.status!r}, expected {case.status!r}"]
     if case.status != "optimal":
@@ -234,23 +239,20 @@ def solve(name: str, problem: DOPFProblem,
         return f"raised {exc!r}"
 
 
-def _failures(case: Case, solution: Solution | str) -> list[str]:
-    return [solution] if isinstance(solution, str) else check_solution(case, solution)
-
-
 def check_case(name: str, case: Case) -> list[str]:
     """Every property that algorithm `name` fails on `case` (empty: it conforms)."""
-    return _failures(case, solve(name, case.problem))
+    return check_solution(case, solve(name, case.problem))
 
 
 def check_warm_start(name: str, cases: Sequence[Case],
-                     solutions: Sequence[Solution]) -> list[str]:
+                     solutions: Sequence[Solution | str]) -> list[str]:
     """Warm starts, from `name`'s own `solutions` of the random `cases` after a random
     change (`instances.perturb`): the first 5 keep the cold start's optimum; for the
     algorithms in `WARM_START_SAVINGS`, 10 that took over 20 iterations cold take fewer
     warm (in total and in the median)."""
     algorithm = make(name)
-    pairs = [(c, s) for c, s in zip(cases, solutions) if c.reference is not None]
+    pairs = [(c, s) for c, s in zip(cases, solutions)
+             if c.reference is not None and isinstance(s, Solution)]
     problems = []
     rng = np.random.default_rng(5)
     for case, previous in pairs[:5]:
@@ -282,9 +284,7 @@ def check(name: str, cases: Sequence[Case] | None = None) -> list[str]:
     cases = [build() for build in HAND_MADE] + random_cases() if cases is None else cases
     solutions = [solve(name, case.problem) for case in cases]
     problems = [f"{case.name}: {problem}" for case, solution in zip(cases, solutions)
-                for problem in _failures(case, solution)]
-    if any(isinstance(solution, str) for solution in solutions):
-        return problems
+                for problem in check_solution(case, solution)]
     return problems + check_warm_start(name, cases, solutions)
 
 
