@@ -25,9 +25,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gridsim.build import RunSettings, federate_config
 from gridsim.feeders import FeederSource
 from gridsim.loop import Clock, FederateConfig, InputPort, OutputPort, Runtime, Step
 from gridsim.messages import MESSAGE_TYPES
+from gridsim.wiring import load_federation
 
 NEVER = math.inf
 
@@ -154,9 +156,6 @@ class FakeFederation:
                     members: Iterable[str] | None = None) -> FakeFederation:
         """Members of a scenario (or wiring file), configured exactly as in a real run;
         `members` picks some of them (default: all)."""
-        from gridsim.build import RunSettings, federate_config
-        from gridsim.wiring import load_federation
-
         federation = load_federation(str(system))
         names = list(members) if members is not None else list(federation.federates)
         return cls(FederateConfig.from_json(
