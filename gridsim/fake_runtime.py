@@ -91,12 +91,16 @@ class FakeRuntime:
         self.pending_s = min(self.pending_s, time_s)
 
     def updates(self, port: str) -> list[BaseModel | dict]:
+        return [message for _, message in self.link_updates(port)]
+
+    def link_updates(self, port: str) -> list[tuple[str, BaseModel | dict]]:
         model = self._models.get(port)
         out = []
         for topic in self.config.inputs[port].topics if port in self.config.inputs else ():
             if self._updated.pop((port, topic), False):
                 raw = self._values[port, topic]
-                out.append(model.model_validate_json(raw) if model else json.loads(raw))
+                out.append((topic, model.model_validate_json(raw) if model else
+                            json.loads(raw)))
         self._settle()
         return out
 

@@ -169,6 +169,10 @@ class Runtime(Protocol):
     def updates(self, port: str) -> list[BaseModel | dict]:
         """Messages received on `port` since the last read, one per updated link."""
 
+    def link_updates(self, port: str) -> list[tuple[str, BaseModel | dict]]:
+        """``(topic, message)`` per updated link of `port`: for an input that combines
+        several links (``combine`` in its definition), each link's message stays its own."""
+
     def raw_updates(self) -> list[tuple[str, str, str]]:
         """``(port, topic, JSON text)`` of every updated input, unparsed (the recorder)."""
 

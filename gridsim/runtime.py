@@ -73,12 +73,15 @@ class HelicsRuntime:
         return bool(self._subs.get(port))
 
     def updates(self, port: str) -> list[BaseModel | dict]:
+        return [message for _, message in self.link_updates(port)]
+
+    def link_updates(self, port: str) -> list[tuple[str, BaseModel | dict]]:
         model = self._input_models.get(port)
         out = []
-        for _, sub in self._subs.get(port, []):
+        for topic, sub in self._subs.get(port, []):
             if sub.is_updated():
                 raw = input_text(sub)
-                out.append(model.model_validate_json(raw) if model else json.loads(raw))
+                out.append((topic, model.model_validate_json(raw) if model else json.loads(raw)))
         return out
 
     def raw_updates(self) -> list[tuple[str, str, str]]:

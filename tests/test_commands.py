@@ -199,3 +199,19 @@ def test_command_report_lists_each_rejection(recorded):
         assert r["reason"].strip(), r
     (later,) = reports[UNCAPPED + 1]
     assert later["accepted"] == 1 and later["rejected"] == []
+
+
+def test_caps_from_several_sources_combine_by_their_minimum():
+    """The market caps load a at 4 kW and the DOPF at 6 kW: 4 is in force; the market
+    lifts its cap: 6; the DOPF lifts its own: uncapped. A source's None never lifts
+    another source's cap."""
+    from gridsim.federates.feeder.commands import LoadCapper
+
+    capper = LoadCapper({"a": 10.0, "b": 5.0})
+    assert capper.set_caps("load_caps", ["a", "b"], [4.0, 3.0], "market/load_caps")[0] == 2
+    capper.set_caps("load_caps", ["a", "b"], [6.0, None], "dopf/load_caps")
+    assert capper.caps == {"a": 4.0, "b": 3.0}
+    capper.set_caps("load_caps", ["a", "b"], [None, None], "market/load_caps")
+    assert capper.caps == {"a": 6.0}
+    capper.set_caps("load_caps", ["a"], [None], "dopf/load_caps")
+    assert capper.caps == {}

@@ -403,3 +403,43 @@ def test_truth_of_reads_generator_states():
         ("generator.u1", "b30", 300.0, -90.0, True), ("storage.u1", "b1.2", -6.0, 0.0, False)]
     assert t.pvs == []
     assert truth_of({"load_states": latest["load_states"]}).generators == []
+
+
+# -- loads under a cap: what the utility commanded, it knows -------------------------------
+
+
+@pytest.mark.parametrize(("mean", "sigma", "cap"), [(100.0, 30.0, 80.0), (100.0, 30.0, 200.0),
+                                                    (100.0, 30.0, 20.0), (100.0, 30.0, 100.0)])
+def test_capped_moments_match_integration(mean, sigma, cap):
+    """Mean and spread of min(D, cap) against numerical integration over D's density plus
+    the mass at the cap (sampling needs millions of draws for the deeply capped case)."""
+    from scipy import integrate, stats
+
+    from gridsim.federates.sensor.sensing import capped_moments
+
+    def moment(k: int) -> float:
+        below = integrate.quad(lambda x: x ** k * stats.norm.pdf(x, mean, sigma),
+                               mean - 12 * sigma, cap)[0]
+        return below + cap ** k * stats.norm.sf(cap, mean, sigma)
+
+    first, second = moment(1), moment(2)
+    expected_mean, expected_sigma = capped_moments(mean, sigma, cap)
+    assert expected_mean == pytest.approx(first, rel=1e-9)
+    assert expected_sigma == pytest.approx(math.sqrt(second - first ** 2), rel=1e-6)
+
+
+def test_a_capped_load_is_pseudo_measured_at_most_its_cap_with_a_smaller_sigma():
+    """Demand 100 kW, 30% error, capped at 50 kW: the pseudo power is at most 50 kW and its
+    sigma is the spread of min(D, 50), far below the uncapped 30 kW; uncapped, unchanged."""
+    from gridsim.federates.sensor.sensing import DeviceState, capped_moments, pseudo_injections
+
+    index = NodeIndex(["1.1"])
+    for cap, draw in ((50.0, 1.5), (None, 1.5), (50.0, -2.0)):
+        load = DeviceState("l1", "1.1", 100.0, 0.0, demand_kw=100.0, cap_kw=cap)
+        pseudo = pseudo_injections([load], [], index, [draw], rel_error=0.3, pv_sigma_pct=1.0,
+                                   floor=0.01)["1.1"]
+        uncapped = 100.0 * (1 + 0.3 * draw)
+        assert -pseudo.p_kw == pytest.approx(uncapped if cap is None else min(uncapped, cap))
+        sigma = 30.0 if cap is None else capped_moments(100.0, 30.0, cap)[1]
+        assert pseudo.sigma_p_kw == pytest.approx(sigma)
+        assert cap is None or sigma < 10.0

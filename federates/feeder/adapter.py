@@ -44,12 +44,14 @@ class FeederSettings:
                            load_scale=self.load_scale, pv_scale=self.pv_scale)
 
 
-def apply_command(model: FeederModel, port: str, msg: m.Message) -> tuple[int, list[Rejected]]:
-    """Hand one command message to the model: (accepted count, rejected commands)."""
+def apply_command(model: FeederModel, port: str, msg: m.Message,
+                  source: str = "") -> tuple[int, list[Rejected]]:
+    """Hand one command message from `source` (its link's topic) to the model: (accepted
+    count, rejected commands). Load caps from several sources combine by their minimum."""
     if port == "pv_setpoints":
         return model.set_pv(port, msg.ids, msg.p_max_kw, msg.q_kvar)
     if port == "load_caps":
-        return model.set_load_caps(port, msg.ids, msg.cap_kw)
+        return model.set_load_caps(port, msg.ids, msg.cap_kw, source)
     if port == "capacitor_commands":
         return model.set_capacitors(port, msg.ids, msg.states)
     if port == "tap_commands":

@@ -128,12 +128,18 @@ class LoadCapper:
     def __init__(self, base_kw: dict[str, float], tolerance: float = 1e-4, max_rounds: int = 5):
         self.base_kw = base_kw
         self.caps: dict[str, float] = {}
+        """The cap in force on each capped load: the least of its sources' caps."""
+        self._by_source: dict[str, dict[str, float]] = {}
         self.tolerance = tolerance
         self.max_rounds = max_rounds
         self._modified: set[str] = set()
 
-    def set_caps(self, port: str, ids, caps) -> tuple[int, list[Rejected]]:
-        """Caps (kW) on load consumption; None removes a cap. Applied at the next solve."""
+    def set_caps(self, port: str, ids, caps, source: str = "") -> tuple[int, list[Rejected]]:
+        """Caps (kW) on load consumption from one `source` (a link: the market, the DOPF);
+        None removes that source's cap. The cap in force is the least of every source's
+        (the ``combine: min`` of the feeder's ``load_caps`` input). Applied at the next
+        solve."""
+        own = self._by_source.setdefault(source, {})
         accepted, rejected = 0, []
         for name, cap in zip(ids, caps):
             key = name.lower()
@@ -145,11 +151,19 @@ class LoadCapper:
                 rejected.append(Rejected(port, name, f"negative cap {cap} kW"))
             else:
                 if cap is None:
-                    self.caps.pop(key, None)
+                    own.pop(key, None)
                 else:
-                    self.caps[key] = float(cap)
+                    own[key] = float(cap)
+                self._combine(key)
                 accepted += 1
         return accepted, rejected
+
+    def _combine(self, load: str) -> None:
+        caps = [own[load] for own in self._by_source.values() if load in own]
+        if caps:
+            self.caps[load] = min(caps)
+        else:
+            self.caps.pop(load, None)
 
     def prepare(self, multiplier) -> None:
         """Set nominal kW for the coming solve; `multiplier(load)` is its shape x loadmult."""

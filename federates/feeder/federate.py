@@ -32,8 +32,8 @@ def run(rt: Runtime) -> dict:
     for step in rt.step_times():
         accepted, rejected = 0, []
         for port in COMMAND_PORTS:
-            for msg in rt.updates(port):
-                n_ok, bad = apply_command(model, port, msg)
+            for source, msg in rt.link_updates(port):
+                n_ok, bad = apply_command(model, port, msg, source)
                 accepted, rejected = accepted + n_ok, rejected + bad
         model.solve()
         changed = model.sync_network()

@@ -237,9 +237,10 @@ class FeederModel:
         """PV curtailment limits and reactive setpoints, from the next solve."""
         return commands.set_pv(port, ids, p_max_kw, q_kvar)
 
-    def set_load_caps(self, port: str, ids, caps) -> tuple[int, list[Rejected]]:
-        """Caps on what loads draw, kW (None removes), from the next solve."""
-        return self.capper.set_caps(port, ids, caps)
+    def set_load_caps(self, port: str, ids, caps, source: str = "") -> tuple[int, list[Rejected]]:
+        """Caps on what loads draw, kW (None removes), from the next solve; several sources
+        combine by the least cap (`commands.LoadCapper`)."""
+        return self.capper.set_caps(port, ids, caps, source)
 
     def set_capacitors(self, port: str, ids, states) -> tuple[int, list[Rejected]]:
         """Capacitor bank states (1 closed, 0 open), from the next solve."""

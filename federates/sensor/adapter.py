@@ -88,7 +88,7 @@ def truth_of(latest: Mapping[str, m.Message]) -> Truth:
         values,
         loads=[DeviceState(*row) for row in zip(
             loads.ids, loads.bus, loads.p_kw, loads.q_kvar, loads.demand_kw,
-            loads.delta or [False] * len(loads.ids))],
+            loads.delta or [False] * len(loads.ids), loads.cap_kw)],
         pvs=[DeviceState(*row) for row in zip(pvs.ids, pvs.bus, pvs.p_kw, pvs.q_kvar)]
         if pvs else [],
         generators=[DeviceState(f"{kind}.{name}", bus, p, q, delta=delta)

@@ -290,6 +290,32 @@ class DeviceState:
     """Loads: the profile's expected consumption, kW (unused for DER)."""
     delta: bool = False
     """Connected line to line: a two-node delta load's power is not shared equally."""
+    cap_kw: float | None = None
+    """Loads: the cap in force (commanded by the market or the DOPF, so the utility knows
+    it), kW; None if uncapped."""
+
+
+def capped_moments(mean: float, sigma: float, cap: float | None) -> tuple[float, float]:
+    """Mean and standard deviation of ``min(D, cap)`` for ``D ~ N(mean, sigma^2)``.
+
+    A capped load draws the lesser of its demand and its cap, so its expected draw and the
+    spread around it shrink as the cap falls below the demand: a load capped far below its
+    demand draws its cap, whatever the forecast error. With ``z = (cap - mean) / sigma``,
+    ``E[min] = mean Phi(z) - sigma phi(z) + cap (1 - Phi(z))`` and
+    ``E[min^2] = (mean^2 + sigma^2) Phi(z) - sigma (mean + cap) phi(z) + cap^2 (1 - Phi(z))``
+    (the normal distribution truncated at the cap, plus the mass at it).
+    """
+    if cap is None:
+        return mean, sigma
+    if sigma <= 0.0:
+        return min(mean, cap), 0.0
+    z = (cap - mean) / sigma
+    cdf = 0.5 * math.erfc(-z / math.sqrt(2.0))
+    pdf = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    first = mean * cdf - sigma * pdf + cap * (1.0 - cdf)
+    second = (mean * mean + sigma * sigma) * cdf - sigma * (mean + cap) * pdf + cap * cap * (
+        1.0 - cdf)
+    return first, math.sqrt(max(second - first * first, 0.0))
 
 
 @dataclass(frozen=True)
@@ -314,7 +340,11 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
     ``sigma_p = r * demand``, ``sigma_q = r * |demand * ratio|`` = ``sigma_p * |ratio|``.
     Both sigmas are of the noise-free expectation: q's error is ``demand * ratio * r * e``,
     so that is its standard deviation; a sigma of ``r * |q|`` would shrink with a low draw
-    and make exactly the worst pseudo-measurements the most trusted. DER unit (telemetry):
+    and make exactly the worst pseudo-measurements the most trusted. A load under a cap
+    ``c`` (the utility commanded it): ``p = min(demand * (1 + r * e), c)`` and ``sigma_p``
+    the spread of ``min(D, c)`` (`capped_moments`): without it, the pseudo-measurements of
+    a shortage claim the uncapped demand, and the estimator rejects the true substation
+    meters that disagree with their sum. DER unit (telemetry):
     its true ``p_kw``, ``q_kvar`` with sigma ``pv_sigma_pct`` percent of each.
 
     Split over a device's n nodes: each node gets value / n and sigma / n, i.e. the shares
@@ -341,6 +371,9 @@ def pseudo_injections(loads: Sequence[DeviceState], pvs: Sequence[DeviceState],
         q_per_p = load.q_kvar / load.p_kw if load.p_kw != 0 else 0.0
         p = load.demand_kw * (1.0 + rel_error * e_load)
         sigma_p = rel_error * abs(load.demand_kw)
+        if load.cap_kw is not None:
+            p = min(p, load.cap_kw)
+            sigma_p = capped_moments(load.demand_kw, sigma_p, load.cap_kw)[1]
         add(load, -p, sigma_p, -p * q_per_p, sigma_p * abs(q_per_p))
     frac = pv_sigma_pct / 100.0
     for pv in pvs:
