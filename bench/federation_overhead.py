@@ -1,7 +1,7 @@
 """Per-step overhead of the federation against a bare OpenDSS loop, measured in one run.
 
-The same day of a scenario (default ``scenarios/ieee123.yaml``: IEEE 123, 96 steps of 15 min)
-is run three ways in every repetition, in rotating order so that none always goes first:
+The same day of a scenario (default ``scenarios/ieee123-feeder.yaml``: IEEE 123, 96 steps of
+15 min) is run three ways in every repetition, in rotating order so that none always goes first:
 
 bare loop
     A fresh Python process with opendssdirect only: compile the feeder's master file and
@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SCENARIO = REPO / "scenarios" / "ieee123.yaml"
+DEFAULT_SCENARIO = REPO / "scenarios" / "ieee123-feeder.yaml"
 TARGET_STARTUP_S = 3.0
 TARGET_OVERHEAD_MS = 2.0
 
@@ -450,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1,
                         help="uncounted repetitions first, to warm caches (default 1)")
     parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO,
-                        help="scenario with one feeder federate (default scenarios/ieee123.yaml)")
+                        help="scenario with one feeder federate "
+                             "(default scenarios/ieee123-feeder.yaml)")
     parser.add_argument("--json", type=Path, default=None, help="write all raw numbers here")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # the report after the progress lines

@@ -260,6 +260,9 @@ class DOPFDiagnostics(Message):
     v_max_pu: float | None = Field(None, description="Highest |V| seen before the solve.")
     v_max_predicted_pu: float | None = Field(None, description="Highest |V| the linear model "
                                                                "predicts after it.")
+    unestimated_nodes: list[str] = Field([], description="Nodes the input estimate lacked: "
+                                                         "linearized at no-load voltage and "
+                                                         "not limited this step.")
 
 
 class PVSetpoints(DeviceArrays):

@@ -67,7 +67,7 @@ def command_run(tmp_path_factory, write_scenario, run_gridsim):
     definition = COMMANDER_DIR / "component_definition.json"
     ports = ("pv_setpoints", "load_caps", "capacitor_commands", "tap_commands")
     scenario = write_scenario(
-        "ieee123", tmp / "commands.yaml", name="commands",
+        "ieee123-feeder", tmp / "commands.yaml", name="commands",
         start="2026-07-01T10:00:00", duration=f"{N_STEPS * STEP_S / 3600:g}h",
         components={"commander": str(definition)},
         federates={"feeder": {"type": "feeder"},

@@ -63,8 +63,9 @@ def test_dopf_summary_reports_the_run(controlled):
     dopf = controlled["dopf"]
     assert dopf["solves"] == 96
     assert dopf["statuses"] == {"optimal": 96}
-    assert len(dopf["objective_per_step"]) == len(dopf["v_max_seen_pu"]) == 96
-    assert dopf["curtailed_energy_kwh"] >= 0.0
+    assert len(dopf["objective_per_step"]) == len(dopf["input_v_max_pu_per_step"]) == 96
+    assert dopf["ordered_curtailment_kwh"] >= 0.0
+    assert dopf["steps_with_unestimated_nodes"] == 0
     assert controlled["feeder"]["rejected_commands"] == 0
 
 

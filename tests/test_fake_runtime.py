@@ -142,7 +142,7 @@ def test_the_dopf_closed_loop_in_process_matches_the_run_over_helics(tmp_path, r
     expected = broker["federates"]
     assert parts["dopf"]["statuses"] == expected["dopf"]["statuses"] == {"optimal": 96}
     for name, key in (("feeder", "v_max_pu_per_step"), ("feeder", "v_min_pu_per_step"),
-                      ("dopf", "v_max_seen_pu"), ("dopf", "objective_per_step")):
+                      ("dopf", "input_v_max_pu_per_step"), ("dopf", "objective_per_step")):
         assert len(parts[name][key]) == len(expected[name][key]) == 96
         for ours, theirs in zip(parts[name][key], expected[name][key]):
             assert math.isclose(ours, theirs, rel_tol=1e-7, abs_tol=1e-9), (name, key)

@@ -92,12 +92,15 @@ def scenario_start_hour(repo_root: Path, name: str) -> float:
 # -- voltages against a direct OpenDSS run ----------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ieee13", "ieee123"])
-def test_voltages_match_direct_opendss(name, repo_root, bundled_run):
-    raw = yaml.safe_load((repo_root / "scenarios" / f"{name}.yaml").read_text())
+@pytest.mark.parametrize(("scenario", "name"), [("ieee13", "ieee13"),
+                                              ("ieee123-feeder", "ieee123")])
+def test_voltages_match_direct_opendss(scenario, name, repo_root, bundled_run):
+    """The ground-truth day of feeder `name` (scenario `scenario`: feeder and recorder)."""
+    raw = yaml.safe_load((repo_root / "scenarios" / f"{scenario}.yaml").read_text())
+    assert raw["feeder"] == name and "feeder_overlays" not in raw
     assert raw["step"] == "15m" and raw["duration"] == "24h", "the test assumes 96 x 15 min"
-    assert scenario_start_hour(repo_root, name) == 0.0, "the test assumes a 00:00 start"
-    run_dir = bundled_run(name)
+    assert scenario_start_hour(repo_root, scenario) == 0.0, "the test assumes a 00:00 start"
+    run_dir = bundled_run(scenario)
     expected = direct_series(name, repo_root)
 
     db = open_db(run_dir)
@@ -174,7 +177,7 @@ def _check_injections(db: sqlite3.Connection, step: int) -> float:
 
 
 def test_topology_voltages_and_injections_agree(bundled_run):
-    db = open_db(bundled_run("ieee123"))
+    db = open_db(bundled_run("ieee123-feeder"))
     topo_steps = [s for (s,) in db.execute(
         "SELECT m.step FROM messages m JOIN topics t USING (topic_id) "
         "WHERE t.topic = 'feeder/topology' ORDER BY m.time_s")]
@@ -221,8 +224,8 @@ def test_pv_output_at_noon_matches_overlay_and_shape(repo_root, bundled_run):
     assert set(irradiance.values()) == {1.0}
     assert 0.5 < multiplier <= 1.0
 
-    noon_step = round((12.0 - scenario_start_hour(repo_root, "ieee123")) * 3600 / STEP_S)
-    db = open_db(bundled_run("ieee123"))
+    noon_step = round((12.0 - scenario_start_hour(repo_root, "ieee123-feeder")) * 3600 / STEP_S)
+    db = open_db(bundled_run("ieee123-feeder"))
     pv = payload(db, "feeder/pv_states", noon_step)
     (time_s,) = db.execute("SELECT time_s FROM messages m JOIN topics t USING (topic_id) "
                            "WHERE t.topic = 'feeder/pv_states' AND m.step = ?",

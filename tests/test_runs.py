@@ -89,7 +89,7 @@ def federate_pid(proc_tools, module: str, run_dir: Path) -> int:
 def long_ieee123(tmp_path, write_scenario):
     """ieee123 over 30 days (2,880 steps; daily mode repeats the daily shapes): long enough
     to interrupt. The feeder solves ~300 steps/s, so it is far from done when killed."""
-    return write_scenario("ieee123", tmp_path / "long123.yaml", duration="30d")
+    return write_scenario("ieee123-feeder", tmp_path / "long123.yaml", duration="30d")
 
 
 @pytest.fixture

@@ -14,13 +14,14 @@ linear model before the problem is built.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from gridsim import messages as m
 from gridsim.federates.dopf.algorithms import Algorithm
 from gridsim.federates.dopf.discrete import DiscreteProblem, solve_discrete
+from gridsim.federates.dopf.forecast import estimated_voltages, planned_load_drop
 from gridsim.federates.dopf.problem import DOPFProblem, Solution
 from gridsim.federates.dopf.sensitivity import (
     Devices,
@@ -32,6 +33,9 @@ from gridsim.network import Network
 
 LIFT_KW = 1e6
 """A curtailment limit this high lifts any limit (the feeder clips it at Pmpp)."""
+
+CURTAIL_EPS_KW = 0.01
+"""Curtailment below this is no order: the PV's limit is lifted (`step_messages`)."""
 
 STATE_PORTS = ("topology", "voltages_magnitude", "voltages_angle", "pv_states", "load_states")
 """Inputs every step needs (`gridsim.loop`'s rule for missing inputs)."""
@@ -92,6 +96,8 @@ class SolvedStep:
     discrete: DiscreteDevices | None = None
     taps: np.ndarray | None = None
     caps: np.ndarray | None = None
+    unestimated: list[str] = field(default_factory=list)
+    """Nodes the estimate lacked: linearized at no-load, not limited (`forecast`)."""
 
     @property
     def tap_moves(self) -> int:
@@ -106,26 +112,33 @@ class SolvedStep:
         return int(np.abs(self.caps - self.discrete.cap_state).sum())
 
 
-def solve_step(net: Network, latest: Mapping[str, m.Message], s: DOPFSettings, algorithm: Algorithm,
-               previous: Solution | None = None,
+def solve_step(net: Network, latest: Mapping[str, m.Message], s: DOPFSettings,
+               algorithm: Algorithm, previous: Solution | None = None,
                available_next_kw: np.ndarray | None = None) -> SolvedStep:
     """Linearize at the latest operating point and solve, with the discrete devices the
     parameters list (`gridsim.federates.dopf.discrete`), if any, for the PV availability
-    `available_next_kw` (None: as it is now)."""
+    `available_next_kw` (None: as it is now) and the loads under the caps planned for the
+    next step (``latest["planned_caps"]``, if any; `forecast.planned_load_drop`)."""
     pv, loads = latest["pv_states"], latest["load_states"]
-    v_nodes = operating_point(net, latest["voltages_magnitude"], latest["voltages_angle"])
+    v_nodes, sigma, unestimated = estimated_voltages(net, latest["voltages_magnitude"],
+                                                     latest["voltages_angle"])
+    drop = planned_load_drop(loads, latest.get("planned_caps"))
     discrete = None
     if s.controlled_regulators or s.controlled_capacitors:
         discrete = DiscreteDevices.from_states(
             net, latest.get("regulator_states"), latest.get("capacitor_states"),
             s.controlled_regulators, s.controlled_capacitors)
-    model = linearize(net, v_nodes, Devices.from_states(net, pv, loads, s.flexible_loads),
-                      discrete)
-    problem = build_problem(model, pv, loads, s, available_next_kw)
+    devices = Devices.from_states(net, pv, loads, {*s.flexible_loads, *drop})
+    model = linearize(net, v_nodes, devices, discrete)
+    estimated = np.ones(len(v_nodes), dtype=bool)
+    estimated[[net.index[node] for node in unestimated]] = False
+    problem = build_problem(model, pv, loads, s, available_next_kw, drop,
+                            s.voltage_margin_sigmas * sigma, estimated)
+    v0 = model.v0[model.limited & estimated]
     if discrete is None:
         solution = algorithm.solve(problem, warm_start=previous)
-        return SolvedStep(problem, solution, solution.objective, solution.solve_time_s,
-                    model.v0[model.limited])
+        return SolvedStep(problem, solution, solution.objective, solution.solve_time_s, v0,
+                          unestimated=unestimated)
     mixed = DiscreteProblem(
         problem, model.vt, discrete.tap_position,
         np.maximum(discrete.tap_position - s.max_tap_move, -discrete.tap_limit),
@@ -134,31 +147,30 @@ def solve_step(net: Network, latest: Mapping[str, m.Message], s: DOPFSettings, a
         c_tap=s.cost_tap, c_cap=s.cost_capacitor)
     result = solve_discrete(mixed, algorithm, warm_start=previous)
     return SolvedStep(mixed.fixed(result.taps, result.caps), result.solution, result.objective,
-                result.solve_time_s, model.v0[model.limited], discrete, result.taps,
-                result.caps)
+                      result.solve_time_s, v0, discrete, result.taps, result.caps, unestimated)
 
 
 def operating_point(net: Network, magnitude: m.VoltagesMagnitude,
-                     angle: m.VoltagesAngle) -> np.ndarray:
-    """Complex node voltages (p.u.) from the estimate; nodes it lacks take no-load values."""
-    v = net.v_start[net.state_of].copy()
-    angles = dict(zip(angle.ids, angle.values))
-    for node, mag in zip(magnitude.ids, magnitude.values):
-        i = net.index.get(node)
-        if i is not None and node in angles:
-            v[i] = mag * np.exp(1j * np.radians(angles[node]))
-    return v
+                    angle: m.VoltagesAngle) -> np.ndarray:
+    """Complex node voltages (p.u.) from the estimate (`forecast.estimated_voltages`)."""
+    return estimated_voltages(net, magnitude, angle)[0]
 
 
 def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, s: DOPFSettings,
-                  available_next_kw: np.ndarray | None = None) -> DOPFProblem:
+                  available_next_kw: np.ndarray | None = None,
+                  load_drop_kw: Mapping[str, float] | None = None,
+                  margin_pu: np.ndarray | None = None,
+                  estimated: np.ndarray | None = None) -> DOPFProblem:
     """The DOPF instance, its voltages brought back to no curtailment and no shedding of
-    the flexible loads, and moved to the PV availability expected when the setpoints apply
-    (`forecast`), if given. Nodes the DOPF does not limit (`LinearModel.limited`: dead,
-    neutral, floating) have no limits (``inf``).
+    the flexible loads, and moved to the next step (`forecast`): to the PV availability
+    expected then, if given, and by the planned drop of each load's draw
+    (`load_drop_kw`, kW), if any. Nodes the DOPF does not limit (`LinearModel.limited`:
+    dead, neutral, floating) and nodes not `estimated` have no limits (``inf``); the
+    others' limits are tightened by `margin_pu` (p.u. per node, e.g. k standard deviations
+    of the estimate).
 
-    `model` needs a shed column for every flexible load (`Devices.from_states` with
-    ``s.flexible_loads``; more columns are ignored). A cap on any other load (set by
+    `model` needs a shed column for every flexible load and every load in `load_drop_kw`
+    (`Devices.from_states`; more columns are ignored). A cap on any other load (set by
     another federate) is not the DOPF's to lift: it stays part of the operating point.
     """
     available = np.asarray(pv.available_kw)
@@ -173,13 +185,19 @@ def build_problem(model: LinearModel, pv: m.PVStates, loads: m.LoadStates, s: DO
     if available_next_kw is not None:
         v_free = v_free + model.vp @ (available_next_kw - available)
         available = available_next_kw
+    if load_drop_kw:
+        dropping = list(load_drop_kw)
+        v_free = v_free + model.vs[:, _load_columns(model, dropping)] @ np.array(
+            [load_drop_kw[load] for load in dropping])
+    limited = model.limited if estimated is None else model.limited & estimated
+    margin = np.zeros(len(v_free)) if margin_pu is None else margin_pu
     return DOPFProblem(
         v0_pu=v_free, vp_pu_per_kw=model.vp, vq_pu_per_kvar=model.vq,
         vs_pu_per_kw=vs, available_kw=available,
         kva_rating=np.asarray(pv.kva_rating), q0_kvar=np.asarray(pv.q_kvar),
         shed_max_kw=s.shed_max_fraction * demand,
-        v_min_pu=np.where(model.limited, s.v_min, -np.inf),
-        v_max_pu=np.where(model.limited, s.v_max, np.inf),
+        v_min_pu=np.where(limited, s.v_min + margin, -np.inf),
+        v_max_pu=np.where(limited, s.v_max - margin, np.inf),
         c_curt=s.cost_curtailment,
         c_shed=s.cost_shedding, w_q=s.weight_reactive)
 
@@ -189,23 +207,9 @@ def _load_columns(model: LinearModel, load_ids: list[str]) -> np.ndarray:
     position = {load: j for j, load in enumerate(model.load_ids)}
     missing = [load for load in load_ids if load not in position]
     if missing:
-        raise ValueError(f"the linear model has no shed column for flexible loads {missing}: "
+        raise ValueError(f"the linear model has no shed column for loads {missing}: "
                          f"build Devices with them")
     return np.array([position[load] for load in load_ids], dtype=int)
-
-
-def forecast(pv: m.PVStates, previous: m.PVStates | None, method: str) -> np.ndarray | None:
-    """PV availability expected at the next step, when the setpoints apply (kW).
-
-    ``"trend"``: the last step's change continued once, kept within [0, 2 x now] (a morning
-    ramp gains about 0.0035 p.u. per step on the DOPF scenario, which a controller acting
-    on the present alone lets through for hours). ``"none"``: availability stays as it is
-    (returns None).
-    """
-    if method == "none" or previous is None or list(previous.ids) != list(pv.ids):
-        return None
-    now = np.asarray(pv.available_kw)
-    return np.clip(2.0 * now - np.asarray(previous.available_kw), 0.0, 2.0 * now)
 
 
 def flexible_positions(loads: m.LoadStates, flexible: Sequence[str]) -> np.ndarray:
@@ -223,7 +227,8 @@ def step_messages(t: float, step: SolvedStep, pv: m.PVStates, loads: m.LoadState
     loads (if any), and the positions of every controlled regulator and bank, moved or not
     (a command also disables the device's own control in the feeder)."""
     solution, available = step.solution, step.problem.available_kw
-    limits = [float(a - c) if c > 0.01 else LIFT_KW for a, c in zip(available, solution.curt)]
+    limits = [float(a - c) if c > CURTAIL_EPS_KW else LIFT_KW
+              for a, c in zip(available, solution.curt)]
     out: dict[str, m.Message] = {"pv_setpoints": m.PVSetpoints(
         time_s=t, ids=list(pv.ids), p_max_kw=limits, q_kvar=[float(q) for q in solution.q])}
     positions = flexible_positions(loads, flexible)
@@ -243,20 +248,30 @@ def step_messages(t: float, step: SolvedStep, pv: m.PVStates, loads: m.LoadState
 
 
 def diagnostics(t: float, algorithm: str, step: SolvedStep, applied: bool) -> m.DOPFDiagnostics:
-    """How the solve went and what it decided."""
+    """How the solve went and what it decided (decisions only when applied: a failed or
+    infeasible solve's numbers are not decisions, and may not be finite)."""
     solution = step.solution
     predicted = (step.problem.voltages_pu(solution.x)[step.problem.limited]
                  if applied else None)
     return m.DOPFDiagnostics(
         time_s=t, algorithm=algorithm, status=solution.status, applied=applied,
         reason="" if applied else f"{solution.status}: setpoints in force kept",
-        objective=step.objective if np.isfinite(step.objective) else None,
+        objective=step.objective if applied and np.isfinite(step.objective) else None,
         iterations=solution.iterations, solve_time_s=step.solve_time_s,
-        curtailment_kw=float(solution.curt.sum()), shed_kw=float(solution.shed.sum()),
+        curtailment_kw=float(solution.curt.sum()) if applied else 0.0,
+        shed_kw=float(solution.shed.sum()) if applied else 0.0,
         tap_moves=step.tap_moves if applied else 0,
         capacitor_switches=step.capacitor_switches if applied else 0,
-        v_max_pu=float(step.v0.max()),
-        v_max_predicted_pu=float(predicted.max()) if predicted is not None else None)
+        v_max_pu=float(step.v0.max()) if step.v0.size else None,
+        v_max_predicted_pu=float(predicted.max()) if predicted is not None and predicted.size
+        else None,
+        unestimated_nodes=step.unestimated)
+
+
+def failed_diagnostics(t: float, algorithm: str, reason: str) -> m.DOPFDiagnostics:
+    """Diagnostics of a step whose linear model could not be built."""
+    return m.DOPFDiagnostics(time_s=t, algorithm=algorithm, status="failed", applied=False,
+                             reason=f"linear model: {reason}; setpoints in force kept")
 
 
 def skipped_diagnostics(t: float, algorithm: str, reason: str) -> m.DOPFDiagnostics:
@@ -266,35 +281,54 @@ def skipped_diagnostics(t: float, algorithm: str, reason: str) -> m.DOPFDiagnost
 
 
 class DOPFRecord:
-    """Deterministic figures of the DOPF's run, for summary.json."""
+    """Deterministic figures of the DOPF's run, for summary.json.
+
+    ``input_*`` figures are of the voltages the DOPF was given (the estimate, before its
+    setpoints act), not of the real network: the feeder reports those. Curtailment is what
+    the DOPF ordered and kept in force (availability less the limit it set, for every
+    step until it orders otherwise), not what inverters clipped on their own.
+    """
 
     def __init__(self, step_s: float):
         self.step_h = step_s / 3600.0
         self.statuses: dict[str, int] = {}
         self.objective: list[float | None] = []
-        self.v_max_seen: list[float] = []
+        self.input_v_max: list[float | None] = []
+        self.input_violations = 0
+        self.ordered_kw = 0.0
         self.curtailed_kwh = 0.0
-        self.violations = 0
         self.tap_moves = 0
         self.capacitor_switches = 0
+        self.unestimated_steps = 0
         self.solve_s: list[float] = []
 
-    def add(self, step: SolvedStep, applied: bool, pv: m.PVStates, v_max: float) -> None:
+    def add(self, step: SolvedStep, applied: bool, v_max: float) -> None:
         solution, v0 = step.solution, step.v0
         self.statuses[solution.status] = self.statuses.get(solution.status, 0) + 1
         self.objective.append(float(step.objective) if applied else None)
-        self.v_max_seen.append(float(v0.max()))
-        self.violations += bool(v0.max() > v_max + 1e-9)
+        self.input_v_max.append(float(v0.max()) if v0.size else None)
+        self.input_violations += bool(v0.size and v0.max() > v_max + 1e-9)
+        self.unestimated_steps += bool(step.unestimated)
         if applied:
             self.tap_moves += step.tap_moves
             self.capacitor_switches += step.capacitor_switches
-        available, output = np.asarray(pv.available_kw), np.asarray(pv.p_kw)
-        self.curtailed_kwh += float(np.clip(available - output, 0, None).sum()) * self.step_h
+            self.ordered_kw = float(np.where(solution.curt > CURTAIL_EPS_KW, solution.curt,
+                                             0.0).sum())
+        self.curtailed_kwh += self.ordered_kw * self.step_h
         self.solve_s.append(step.solve_time_s)
+
+    def fail(self) -> None:
+        """A step whose linear model failed: counted, the order in force stays."""
+        self.statuses["failed"] = self.statuses.get("failed", 0) + 1
+        self.objective.append(None)
+        self.input_v_max.append(None)
+        self.curtailed_kwh += self.ordered_kw * self.step_h
 
     def summary(self) -> dict:
         return {"solves": len(self.objective), "statuses": self.statuses,
-                "objective_per_step": self.objective, "v_max_seen_pu": self.v_max_seen,
-                "steps_above_v_max": self.violations,
-                "curtailed_energy_kwh": self.curtailed_kwh, "tap_moves": self.tap_moves,
-                "capacitor_switches": self.capacitor_switches}
+                "objective_per_step": self.objective,
+                "input_v_max_pu_per_step": self.input_v_max,
+                "input_steps_above_v_max": self.input_violations,
+                "ordered_curtailment_kwh": self.curtailed_kwh, "tap_moves": self.tap_moves,
+                "capacitor_switches": self.capacitor_switches,
+                "steps_with_unestimated_nodes": self.unestimated_steps}

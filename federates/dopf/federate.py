@@ -14,21 +14,28 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from gridsim.federates.dopf.adapter import (
     DOPFRecord,
     DOPFSettings,
     diagnostics,
-    forecast,
+    failed_diagnostics,
     skipped_diagnostics,
     solve_step,
     step_messages,
 )
 from gridsim.federates.dopf.algorithms import make
+from gridsim.federates.dopf.forecast import pv_availability
 from gridsim.federates.dopf.problem import Solution
 from gridsim.loop import Inputs, Runtime
 from gridsim.network import Network
 
 log = logging.getLogger("gridsim.dopf")
+
+NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, np.linalg.LinAlgError)
+"""What the linear model can raise on a bad operating point (a singular Jacobian: SuperLU
+raises RuntimeError): reported, the setpoints in force kept, the federate goes on."""
 
 
 def run(rt: Runtime) -> dict:
@@ -36,7 +43,7 @@ def run(rt: Runtime) -> dict:
     settings = DOPFSettings.from_parameters(rt.config.parameters)
     algorithm = make(settings.algorithm)
     needed = settings.state_ports
-    inputs = Inputs(rt, (*needed, "policy"))
+    inputs = Inputs(rt, (*needed, "policy", "planned_caps"))
     net: Network | None = None
     previous: Solution | None = None
     pv_before = None
@@ -53,9 +60,16 @@ def run(rt: Runtime) -> dict:
         if net is None or net.revision != inputs["topology"].revision:
             net = Network.from_topology(inputs["topology"])
         pv = inputs["pv_states"]
-        solved = solve_step(net, inputs.messages, settings, algorithm, previous,
-                            forecast(pv, pv_before, settings.pv_forecast))
-        pv_before = pv
+        try:
+            solved = solve_step(net, inputs.messages, settings, algorithm, previous,
+                                pv_availability(pv, pv_before, settings.pv_forecast))
+        except NUMERICAL_FAILURES as exc:
+            log.warning("t=%.0f s: linear model failed (%s); setpoints in force kept", t, exc)
+            rt.publish("diagnostics", failed_diagnostics(t, algorithm.name, str(exc)))
+            record.fail()
+            continue
+        finally:
+            pv_before = pv
         applied = solved.solution.status == "optimal"
         if applied:
             for port, message in step_messages(t, solved, pv, inputs["load_states"],
@@ -65,7 +79,10 @@ def run(rt: Runtime) -> dict:
         else:
             log.warning("t=%.0f s: %s solve %s; setpoints in force kept", t, algorithm.name,
                         solved.solution.status)
+        if solved.unestimated:
+            log.warning("t=%.0f s: the estimate lacks %d nodes (e.g. %s): not limited",
+                        t, len(solved.unestimated), solved.unestimated[0])
         rt.publish("diagnostics", diagnostics(t, algorithm.name, solved, applied))
-        record.add(solved, applied, pv, settings.v_max)
+        record.add(solved, applied, settings.v_max)
     rt.timing["solve_s_per_step"] = record.solve_s
     return {"algorithm": algorithm.name, **record.summary(), "skipped_steps": inputs.skipped}
