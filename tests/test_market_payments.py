@@ -180,3 +180,20 @@ def test_registry():
     assert make_rule("proportional").name == "proportional"
     with pytest.raises(ValueError, match="known: proportional"):
         make_rule("nucleolus")
+
+
+def test_in_core_says_which_rules_land_in_the_core():
+    """The same three entities: `core.in_core` finds uniform price in the core (the single
+    point above) and proportional and Shapley outside it; more entities than it can
+    enumerate give None (not computed), never a guess."""
+    from gridsim.federates.market.clearing import clear
+    from gridsim.federates.market.core import MAX_ENTITIES, in_core
+
+    case = three_entities()
+    bids = [guidance(entity, ub).bid for entity, ub in zip(case.entities, case.ub_kw)]
+    clearing = clear(bids)
+    verdicts = {rule: in_core(bids, clearing, settled(case, rule).payment_usd)
+                for rule in ("uniform-price", "proportional", "shapley")}
+    assert verdicts == {"uniform-price": True, "proportional": False, "shapley": False}
+    many = bids * (MAX_ENTITIES // 3 + 1)
+    assert in_core(many, clearing, np.zeros(len(many))) is None

@@ -24,6 +24,7 @@ from gridsim import messages as m
 from gridsim.contracts.bid import sign_bid_for_round
 from gridsim.contracts.certificate import verify_certificate
 from gridsim.contracts.clearing import clearing_message
+from gridsim.federates.market.core import in_core
 from gridsim.federates.market.definitions import entities_from_definitions
 from gridsim.federates.market.entities import Entity, default_bounds, generate_entities
 from gridsim.federates.market.session import Round, run_round
@@ -192,7 +193,9 @@ def lifted_caps(loads: m.LoadStates, t: float) -> m.LoadCaps:
 
 
 def summarize(rnd: Round, ids: list[str], settings: MarketSettings) -> dict:
-    """Deterministic figures of the round for summary.json, with the property checks."""
+    """Deterministic figures of the round for summary.json, with the property checks.
+    ``payments_in_core`` is None when there are too many entities to enumerate the
+    coalitions (`core.MAX_ENTITIES`)."""
     hours = settings.shortage_hours
     payments = rnd.payments_usd
     gains = rnd.clearing.value_usd - payments
@@ -205,6 +208,7 @@ def summarize(rnd: Round, ids: list[str], settings: MarketSettings) -> dict:
                             if rnd.standalone_loss_usd > 0 else 0.0),
         "prices_usd_per_kwh": rnd.prices_usd_per_kwh.tolist(),
         "payments_usd": dict(zip(ids, payments.tolist())),
+        "payments_in_core": in_core([g.bid for g in rnd.guidance], rnd.clearing, payments),
         "checks": {
             "budget_balance": bool(abs(payments.sum()) <= 1e-6 * max(1.0, abs(payments).sum())),
             "individual_rationality": bool(np.all(gains >= -1e-6 * max(1.0, abs(gains).max()))),

@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 
 from gridsim.contracts.bid import Bid
-from gridsim.federates.market.clearing import Clearing, best_total_value
+from gridsim.federates.market.clearing import Clearing
+from gridsim.federates.market.core import MAX_ENTITIES, coalition_worths
 
 
 class PaymentRule(Protocol):
@@ -79,27 +80,20 @@ class UniformPrice:
 class Shapley:
     """Shapley value of the clearing game: ``pay_i = v_i(kw*) - phi_i``.
 
-    Coalition worth ``w(S)``: the best ``sum_{i in S} v_i`` with rights traded inside ``S``
-    only (`clearing.best_total_value`); ``w`` of one entity is ``v_i(0) = 0`` and ``w`` of
-    everyone is the clearing's objective, so the payments add up to 0 exactly.
+    Coalition worth ``w(S)`` as in `core.coalition_worths`; ``w`` of everyone is the
+    clearing's objective, so the payments add up to 0 exactly.
     """
 
     name = "shapley"
     guarantees = frozenset()
-    max_entities = 12
+    max_entities = MAX_ENTITIES
 
     def payments_usd(self, bids: Sequence[Bid], clearing: Clearing) -> np.ndarray:
         k = len(bids)
         if k > self.max_entities:
             raise ValueError(f"shapley: {k} entities, at most {self.max_entities} "
                              f"(exact enumeration of 2^k coalitions)")
-        worth = np.zeros(1 << k)
-        for mask in range(1, 1 << k):
-            members = [i for i in range(k) if mask >> i & 1]
-            if len(members) == k:
-                worth[mask] = clearing.objective_usd
-            elif len(members) > 1:
-                worth[mask] = best_total_value([bids[i] for i in members])
+        worth = coalition_worths(bids, clearing)
         weight = [factorial(s) * factorial(k - s - 1) / factorial(k) for s in range(k)]
         size = np.array([bin(mask).count("1") for mask in range(1 << k)])
         phi = np.zeros(k)
