@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-se bench-dopf bench-market bench-audit runner clean
+.PHONY: run test setup bench bench-se bench-dopf bench-market bench-audit bench-flagship runner clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-dopf: $(STAMP)
 
 bench-market: $(STAMP)
 	$(BIN)/python bench/market.py
+
+bench-flagship: $(STAMP)
+	$(BIN)/python bench/flagship.py
 
 bench-audit: $(STAMP)
 	$(BIN)/python bench/ledger.py

@@ -60,6 +60,24 @@ class HelicsRuntime:
         self.timing: dict[str, Any] = {}
         self.stepping: tuple[float, float] | None = None
         """perf_counter() when stepping began and when the last step finished."""
+        self.busy_s = 0.0
+        """Wall time spent in the loop between a grant and the next request: the federate's
+        own compute and publishing, without the wait for HELICS."""
+        self.busy_cpu_s = 0.0
+        """CPU time of this process over the same spans."""
+        self._busy_since: tuple[float, float] | None = None
+
+    def _busy(self) -> None:
+        """Start counting the loop's own work (a grant has just arrived)."""
+        self._busy_since = (time.perf_counter(), time.process_time())
+
+    def _idle(self) -> None:
+        """Stop counting: the loop asks for its next time."""
+        if self._busy_since is not None:
+            wall, cpu = self._busy_since
+            self.busy_s += time.perf_counter() - wall
+            self.busy_cpu_s += time.process_time() - cpu
+            self._busy_since = None
 
     # -- ports ----------------------------------------------------------------------------
 
@@ -106,16 +124,21 @@ class HelicsRuntime:
         began = time.perf_counter()
         granted = 0.0
         for k, t in enumerate(clock.grants()):
+            self._idle()
             if t > 0:
                 granted = self.fed.request_time(t)
+            self._busy()
             self.status(granted)
             yield Step(k, clock.data_time(granted), granted)
             self.stepping = (began, time.perf_counter())
+        self._idle()
 
     def next_event(self) -> float | None:
+        self._idle()
         granted = self.fed.request_time(h.HELICS_TIME_MAXTIME)
         if granted >= h.HELICS_TIME_MAXTIME:
             return None
+        self._busy()
         self.status(granted)
         return granted
 
@@ -228,7 +251,8 @@ def main(run: Callable[[Runtime], dict], argv: list[str] | None = None) -> int:
         part = run(rt)
         rt.close()
         timing = {"startup_s": t_ready - t0, "run_s": time.perf_counter() - t_ready,
-                  **rt.timing}
+                  "busy_s": rt.busy_s, "busy_cpu_s": rt.busy_cpu_s,
+                  "process_cpu_s": time.process_time(), **rt.timing}
         if rt.stepping:
             timing["stepping_s"] = rt.stepping[1] - rt.stepping[0]
         write_summary(run_dir, args.name, part, timing)

@@ -1,0 +1,101 @@
+"""Flagship benchmark: the whole stack's day (``scenarios/ieee123.yaml``), wall and CPU time.
+
+Run: ``.venv/bin/python bench/flagship.py [--repeat 5] [--scenario PATH] [--json OUT]``.
+
+Each repetition runs ``gridsim run`` as a child process and measures:
+
+- wall: the run's own ``wall_s`` (timing.json: broker start to the last federate's exit)
+  and the whole command, start-up included;
+- CPU of every process of the run: user + system time of the ``gridsim`` process and all
+  its descendants (the broker and every federate, reaped by the supervisor), from
+  ``getrusage(RUSAGE_CHILDREN)`` before and after;
+- each federate's own compute: ``busy_cpu_s`` in timing.json, the CPU its loop spends
+  between a grant and its next request (everything but the wait for HELICS and start-up),
+  and ``process_cpu_s``, the whole process's CPU.
+
+Medians with min and max over the repetitions. Targets (the composed-federation issue):
+wall under 8 s, and CPU of all processes under 1.5 x the federates' own compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GRIDSIM = REPO / ".venv" / "bin" / "gridsim"
+
+
+def cpu_of_children() -> tuple[float, float]:
+    """User and system CPU seconds of every reaped descendant so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
+
+
+def one_run(scenario: Path, out: Path) -> dict:
+    """One ``gridsim run``: its figures (module doc)."""
+    user0, sys0 = cpu_of_children()
+    start = time.perf_counter()
+    result = subprocess.run([str(GRIDSIM), "run", str(scenario), "--out", str(out), "--quiet"],
+                            capture_output=True, text=True, timeout=600)
+    command_s = time.perf_counter() - start
+    user1, sys1 = cpu_of_children()
+    if result.returncode != 0:
+        raise SystemExit(f"gridsim run failed ({result.returncode}): {result.stderr[-2000:]}")
+    timing = json.loads((out / "timing.json").read_text())
+    federates = timing["federates"]
+    return {
+        "wall_s": timing["wall_s"], "command_s": command_s,
+        "cpu_user_s": user1 - user0, "cpu_system_s": sys1 - sys0,
+        "cpu_s": (user1 - user0) + (sys1 - sys0),
+        "own_compute_s": sum(f.get("busy_cpu_s", 0.0) for f in federates.values()),
+        "federates": {name: {"busy_cpu_s": f.get("busy_cpu_s"),
+                             "process_cpu_s": f.get("process_cpu_s")}
+                      for name, f in sorted(federates.items())},
+    }
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--scenario", type=Path, default=REPO / "scenarios" / "ieee123.yaml")
+    parser.add_argument("--json", type=Path, default=None, help="write all raw numbers here")
+    args = parser.parse_args(argv)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            runs.append(one_run(args.scenario.resolve(), Path(tmp) / f"run{i}"))
+            print(f"run {i + 1}/{args.repeat}: wall {runs[-1]['wall_s']:.2f} s, "
+                  f"CPU {runs[-1]['cpu_s']:.2f} s", file=sys.stderr)
+    print(f"scenario {args.scenario.name}, {args.repeat} runs, "
+          f"{platform.machine()} with {platform.python_version()}")
+    for key, label in (("wall_s", "wall (run)"), ("command_s", "wall (command)"),
+                       ("cpu_s", "CPU, all processes"), ("cpu_system_s", "  of it system"),
+                       ("own_compute_s", "federates' own compute")):
+        print(f"{label:24s} {spread([r[key] for r in runs])}")
+    ratio = [r["cpu_s"] / r["own_compute_s"] for r in runs]
+    print(f"{'CPU / own compute':24s} {statistics.median(ratio):.2f} "
+          f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
+    print("per federate, median: own compute / process CPU")
+    for name in runs[0]["federates"]:
+        busy = statistics.median(r["federates"][name]["busy_cpu_s"] or 0.0 for r in runs)
+        process = statistics.median(r["federates"][name]["process_cpu_s"] or 0.0 for r in runs)
+        print(f"  {name:12s} {busy:6.2f} s / {process:6.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()
