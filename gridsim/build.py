@@ -48,7 +48,11 @@ def federate_seed(seed: int, name: str) -> int:
 
 
 def federate_config(federation: Federation, name: str, run: RunSettings) -> dict:
-    """Everything the federate `name` needs to run, as plain JSON data."""
+    """Everything the federate `name` needs to run, as plain JSON data.
+
+    Each linked input lists its topics (one per link) and its ``combine`` rule (None, or
+    a name of `gridsim.components.COMBINE_RULES`): with several links the federate merges
+    them by that rule (the feeder's load caps: the least of every source's cap)."""
     scenario = federation.scenario
     inst = federation.federates[name]
     timing = inst.timing
@@ -58,7 +62,7 @@ def federate_config(federation: Federation, name: str, run: RunSettings) -> dict
                            "linked": p.port_id in linked}
                for p in inst.definition.dynamic_outputs}
     inputs = federation.inputs_of(name)
-    input_types = {p.port_id: p.type for p in inst.definition.dynamic_inputs}
+    declared = {p.port_id: p for p in inst.definition.dynamic_inputs}
     helics: dict = {
         "name": name,
         "coreType": scenario.core_type,
@@ -80,8 +84,9 @@ def federate_config(federation: Federation, name: str, run: RunSettings) -> dict
         "name": name,
         "type": inst.type,
         "parameters": inst.parameters,
-        "inputs": {port: {"topics": topics, "type": input_types[port],
-                          "source_types": {t: _output_type(federation, t) for t in topics}}
+        "inputs": {port: {"topics": topics, "type": declared[port].type,
+                          "source_types": {t: _output_type(federation, t) for t in topics},
+                          "combine": declared[port].combine}
                    for port, topics in inputs.items()},
         "outputs": outputs,
         "clock": {

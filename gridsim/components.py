@@ -6,6 +6,27 @@ The format is a superset of OEDI-SI's ``component_definition.json``: their keys
 and gridsim adds ``version``, ``description``, typed parameters with defaults, required or
 optional inputs, inputs that take several links (``multiple``) and timing.
 
+Ports may say what their data *means* beyond the message class (``quantity``, one of
+`QUANTITIES`): a ``VoltagesMagnitude`` may be the feeder's truth, a sensor's readings or an
+estimate, and a ``PowersReal`` node injections or line flows. The wiring refuses a link
+whose two ends declare different meanings and adds default links only between ports of the
+same type and meaning (`gridsim.links`); a port without a declared meaning (user and
+OEDI-SI definitions) links by type alone. An input may name further meanings it takes from
+an explicit link (``accepts``; the DOPF takes true voltages as well as estimates), never by
+default.
+
+An input may take several links and combine them (``combine``, one of `COMBINE_RULES`). An
+input may replace parameters of its own federate while linked (``overrides``: the
+regulator's policy replaces the DOPF's voltage limits); such a parameter may then not be
+set in the scenario, since the scenario's value would be silently ignored. An output may
+carry the values of parameters of its own federate (``carries``), changed over the run by
+a list parameter of dated changes (``schedule``): the wiring checks every value the
+overriding inputs will receive as if the scenario had set it (`gridsim.overrides`).
+
+A parameter's choices may have limits (``choice_limits``: per choice, the most of something
+it handles, e.g. ``{"shapley": {"entities": 12}}``), which the definition's
+``parameter_check`` hook enforces and ``gridsim list`` shows.
+
 Parameters are the ``static_inputs``. A parameter is required when it says so, or when it has
 a type and no default; OEDI-SI's untyped parameters (``"type": ""``) without a default are
 optional, as their runtime treats them. An input is required unless it says ``"required":
@@ -14,7 +35,9 @@ false`` or OEDI-SI's ``"optional": true``.
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +59,32 @@ PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
 }
 """Parameter type names and the Python types a value of each may have (after YAML/JSON)."""
 
+QUANTITIES: dict[str, str] = {
+    "true-voltage": "node voltages as the feeder's power flow computes them (ground truth)",
+    "measured-voltage": "voltage readings of meters and PMUs, with their accuracy",
+    "estimated-voltage": "node voltages an estimator publishes (observable nodes only)",
+    "true-injection": "power injected into the network at each node (ground truth)",
+    "measured-injection": "node injection readings and pseudo-measurements, with accuracy",
+    "true-flow": "power flowing into each line at its first terminal (ground truth)",
+    "measured-flow": "line-flow readings, with accuracy",
+    "network": "the network model: nodes, admittance, base voltages",
+    "device-state": "what the feeder's devices report: loads, PV, generators, regulators, "
+                    "capacitors",
+    "command": "a control the feeder applies at its next solve (setpoints, caps, taps, "
+               "switching)",
+    "policy": "rules in force that replace parameters of the federates reading them",
+    "market-record": "what the market publishes about a round: registration, ledger, "
+                     "disclosures, clearing",
+    "report": "how a federate worked: diagnostics, command reports, audit findings",
+}
+"""What a port's data means beyond its message class (a port's ``quantity``)."""
+
+COMBINE_RULES: dict[str, str] = {
+    "min": "element-wise minimum by id over the links; a None from a link means no bound "
+           "from that link (load caps: the least cap of every source applies)",
+}
+"""How an input that takes several links (``combine``) merges their messages."""
+
 class Port(BaseModel):
     """What every port and parameter has: OEDI-SI's ``{"type", "port_id", "description",
     "unit"}``."""
@@ -54,6 +103,10 @@ class Parameter(Port):
     default: Any = None
     required: bool | None = None
     choices: list[Any] | None = None
+    choice_limits: dict[str, dict[str, int]] = Field(
+        {}, description="Per choice, the most of something it can handle, e.g. "
+                        "{\"shapley\": {\"entities\": 12}}; enforced by the definition's "
+                        "parameter_check hook.")
 
     @property
     def is_required(self) -> bool:
@@ -73,12 +126,25 @@ class Parameter(Port):
         return None
 
 
-class InputPort(Port):
+class DynamicPort(Port):
+    """What inputs and outputs have beyond OEDI-SI's port: the meaning of their data."""
+
+    quantity: str | None = Field(None, description="What the data means (`QUANTITIES`); "
+                                                   "none: linked by type alone.")
+
+
+class InputPort(DynamicPort):
     """A dynamic input: a port the federate subscribes to."""
 
     required: bool | None = None
     optional: bool | None = Field(None, description="OEDI-SI's spelling of required: false.")
     multiple: bool = Field(False, description="Accepts any number of links (e.g. a recorder).")
+    accepts: list[str] = Field([], description="Further meanings an explicit link may bring "
+                                               "(never a default link).")
+    combine: str | None = Field(None, description="Takes several links, merged by this rule "
+                                                  "(`COMBINE_RULES`).")
+    overrides: list[str] = Field([], description="Parameters of this federate that this "
+                                                 "input replaces while linked.")
 
     @property
     def is_required(self) -> bool:
@@ -87,9 +153,49 @@ class InputPort(Port):
             return self.required
         return not self.optional
 
+    @property
+    def takes_several(self) -> bool:
+        """Whether several links may feed this input (``multiple`` or a ``combine`` rule)."""
+        return self.multiple or self.combine is not None
 
-class OutputPort(Port):
+    @property
+    def meanings(self) -> list[str]:
+        """Every meaning an explicit link may bring: the quantity, then ``accepts``."""
+        return [q for q in [self.quantity, *self.accepts] if q is not None]
+
+
+class Schedule(BaseModel):
+    """A list parameter of dated changes to the parameters an output carries: entries such
+    as ``{at_h: 14, payment_rule: uniform-price}`` (the regulator's ``changes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameter: str
+    time: str = Field(description="The key of an entry that dates it (not a carried value).")
+
+
+class OutputPort(DynamicPort):
     """A dynamic output: a port the federate publishes."""
+
+    carries: list[str] = Field([], description="Parameters of this federate whose values the "
+                                               "output publishes (a policy's fields).")
+    schedule: Schedule | None = None
+
+
+def meanings_agree(output: DynamicPort, input_: InputPort) -> bool:
+    """Whether `output` may feed `input_` by meaning: either declares none, or the input
+    takes the output's (its quantity or one it ``accepts``)."""
+    if output.quantity is None or input_.quantity is None:
+        return True
+    return output.quantity in input_.meanings
+
+
+def same_meaning(output: DynamicPort, input_: InputPort) -> bool:
+    """Whether a default link may join them: meanings agree, and a declared one on both
+    ends is the input's own quantity (``accepts`` is for explicit links only)."""
+    if output.quantity is None or input_.quantity is None:
+        return True
+    return output.quantity == input_.quantity
 
 
 class Timing(BaseModel):
@@ -136,6 +242,14 @@ class ComponentDefinition(BaseModel):
         """The output port called `name`, if declared."""
         return next((p for p in self.dynamic_outputs if p.port_id == name), None)
 
+    def hook_problems(self, parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The problems the ``parameter_check`` hook finds in complete `parameters` (none
+        without a hook); found by name, so the core imports no federate."""
+        if not self.parameter_check:
+            return []
+        module, _, function = self.parameter_check.partition(":")
+        return list(getattr(importlib.import_module(module), function)(parameters))
+
 
 def load_definition(path: Path) -> ComponentDefinition:
     """Read and check one component definition file."""
@@ -160,6 +274,8 @@ def _check_unique(path: Path, definition: ComponentDefinition) -> None:
             if port.port_id in seen:
                 raise InputError(str(path), f"{group}[{i}].port_id", f"duplicate {port.port_id!r}")
             seen.add(port.port_id)
+    for field_, problem in _port_problems(definition):
+        raise InputError(str(path), field_, problem)
     for i, param in enumerate(definition.static_inputs):
         if param.type not in PARAMETER_TYPES:
             raise InputError(
@@ -171,6 +287,42 @@ def _check_unique(path: Path, definition: ComponentDefinition) -> None:
             problem = param.check(param.default)
             if problem:
                 raise InputError(str(path), f"static_inputs[{i}].default", problem)
+
+
+def _port_problems(definition: ComponentDefinition) -> list[tuple[str, str]]:
+    """Meanings, combine rules and parameter names the ports use that do not exist."""
+    params = {p.port_id: p for p in definition.static_inputs}
+    problems = []
+    for group in ("dynamic_inputs", "dynamic_outputs"):
+        for i, port in enumerate(getattr(definition, group)):
+            where = f"{group}[{i}]"
+            for j, quantity in enumerate([port.quantity, *getattr(port, "accepts", [])]):
+                if quantity is not None and quantity not in QUANTITIES:
+                    key = "quantity" if j == 0 else f"accepts[{j - 1}]"
+                    problems.append((f"{where}.{key}", f"unknown meaning {quantity!r}; use "
+                                                       f"one of {', '.join(QUANTITIES)}"))
+            named = [*getattr(port, "overrides", []), *getattr(port, "carries", [])]
+            problems += [(where, f"names no parameter of this definition: {name!r}")
+                         for name in named if name not in params]
+    for i, port in enumerate(definition.dynamic_inputs):
+        if port.combine is not None and port.combine not in COMBINE_RULES:
+            problems.append((f"dynamic_inputs[{i}].combine", f"unknown rule {port.combine!r}; "
+                                                             f"use one of {list(COMBINE_RULES)}"))
+        if port.combine is not None and port.multiple:
+            problems.append((f"dynamic_inputs[{i}].combine", "a multiple input takes every "
+                                                             "link as it is; drop one of them"))
+    for i, port in enumerate(definition.dynamic_outputs):
+        schedule = params.get(port.schedule.parameter) if port.schedule else None
+        if port.schedule and (schedule is None or schedule.type != "list"):
+            problems.append((f"dynamic_outputs[{i}].schedule.parameter",
+                             f"expected a list parameter of this definition, got "
+                             f"{port.schedule.parameter!r}"))
+    for i, param in enumerate(definition.static_inputs):
+        unknown = set(param.choice_limits) - set(param.choices or [])
+        if unknown:
+            problems.append((f"static_inputs[{i}].choice_limits",
+                             f"not among the choices: {sorted(unknown)}"))
+    return problems
 
 
 @cache

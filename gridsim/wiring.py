@@ -1,14 +1,14 @@
 """Validation and resolution of a scenario against the component definitions.
 
 `resolve` turns a `Scenario` into a `Federation`: every federate's type found, parameters
-checked and completed with defaults, links checked (ports exist, types compatible) and the
-unambiguous missing ones added. Every problem is an `InputError` naming the scenario file and
-the field, raised before any process starts.
+checked and completed with defaults, links checked (ports exist, types and meanings agree)
+and the unambiguous missing ones added (`gridsim.links`), then the parameters linked inputs
+replace checked (`gridsim.overrides`). Every problem is an `InputError` naming the scenario
+file and the field, raised before any process starts.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 from gridsim import feeders
 from gridsim.components import ComponentDefinition, Timing, builtin_types, load_definition
 from gridsim.errors import InputError
-from gridsim.messages import ANY_TYPE, UNTYPED, compatible, is_known_type
+from gridsim.links import check_required_inputs, default_links, expand_links
+from gridsim.overrides import check_overrides
 from gridsim.scenario import Link, Scenario, load_scenario
 
 
@@ -81,10 +82,11 @@ def resolve(scenario: Scenario, source: Path) -> Federation:
         name: _instance(where, name, spec.type, spec.parameters, spec.timing, types)
         for name, spec in scenario.federates.items()
     }
-    links = _expand_links(where, scenario.links, instances)
-    defaulted = _default_links(where, links, instances)
+    links = expand_links(where, scenario.links, instances)
+    defaulted = default_links(where, links, instances)
     links = links + defaulted
-    _check_required_inputs(where, links, instances)
+    check_required_inputs(where, links, instances)
+    check_overrides(where, scenario, links, instances)
     return Federation(scenario, source, instances, links, feeder, defaulted)
 
 
@@ -128,100 +130,7 @@ def _instance(where: str, name: str, type_name: str, given: dict[str, Any],
             raise InputError(where, f"{prefix}.parameters.{param.port_id}",
                              f"required parameter of {type_name} is missing")
         parameters[param.port_id] = param.default
-    for key, problem in _deep_check(definition, parameters):
+    for key, problem in definition.hook_problems(parameters):
         raise InputError(where, f"{prefix}.parameters.{key}", problem)
     return FederateInstance(name, type_name, definition, types[type_name], parameters,
                             timing or definition.timing)
-
-
-def _deep_check(definition, parameters: dict[str, Any]) -> list[tuple[str, str]]:
-    """The problems the definition's own ``parameter_check`` finds (none if it has none)."""
-    if not definition.parameter_check:
-        return []
-    module, _, function = definition.parameter_check.partition(":")
-    return list(getattr(importlib.import_module(module), function)(parameters))
-
-
-def _expand_links(where: str, links: list[Link],
-                  instances: dict[str, FederateInstance]) -> list[Link]:
-    """Check explicit links; expand ``source.*`` to every compatible output.
-
-    A link written twice is kept once; two different links into an input that takes one
-    are an error naming the second.
-    """
-    result: dict[Link, int] = {}
-    for i, link in enumerate(links):
-        for expanded in _check_link(where, f"links[{i}]", link, instances):
-            result.setdefault(expanded, i)
-    fed_by: dict[tuple[str, str], Link] = {}
-    for link, i in result.items():
-        key = (link.target, link.target_port)
-        first = fed_by.setdefault(key, link)
-        if first != link and not instances[link.target].definition.input(link.target_port).multiple:
-            raise InputError(where, f"links[{i}].target_port",
-                             f"{link.target}.{link.target_port} takes one link and is already "
-                             f"fed by {first.source}.{first.source_port}")
-    return list(result)
-
-
-def _check_link(where: str, field_: str, link: Link,
-                instances: dict[str, FederateInstance]) -> list[Link]:
-    """The link itself, or its expansion for ``source.*``, after checking ports and types."""
-    for role in ("source", "target"):
-        if getattr(link, role) not in instances:
-            raise InputError(where, f"{field_}.{role}",
-                             f"no federate named {getattr(link, role)!r}")
-    source, target = instances[link.source], instances[link.target]
-    port_in = target.definition.input(link.target_port)
-    if port_in is None:
-        raise InputError(where, f"{field_}.target_port",
-                         f"{link.target} ({target.type}) has no input {link.target_port!r}")
-    if link.source_port == "*":
-        return [link.model_copy(update={"source_port": p.port_id})
-                for p in source.definition.dynamic_outputs if compatible(p.type, port_in.type)]
-    port_out = source.definition.output(link.source_port)
-    if port_out is None:
-        raise InputError(where, f"{field_}.source_port",
-                         f"{link.source} ({source.type}) has no output {link.source_port!r}")
-    if not compatible(port_out.type, port_in.type):
-        raise InputError(where, field_, f"{link}: output type {port_out.type} cannot feed input "
-                                         f"type {port_in.type}")
-    return [link]
-
-
-def _default_links(where: str, links: list[Link],
-                   instances: dict[str, FederateInstance]) -> list[Link]:
-    """Links for unconnected inputs whose type matches exactly one output elsewhere."""
-    linked = {(link.target, link.target_port) for link in links}
-    added: list[Link] = []
-    for name, inst in instances.items():
-        for port in inst.definition.dynamic_inputs:
-            if (name, port.port_id) in linked or port.multiple:
-                continue
-            if port.type in (ANY_TYPE, UNTYPED) or not is_known_type(port.type):
-                continue
-            candidates = [
-                Link(source=other, source_port=out.port_id, target=name, target_port=port.port_id)
-                for other, o_inst in instances.items() if other != name
-                for out in o_inst.definition.dynamic_outputs
-                if out.type not in (ANY_TYPE, UNTYPED) and compatible(out.type, port.type)
-            ]
-            if len(candidates) == 1:
-                added.append(candidates[0])
-            elif len(candidates) > 1 and port.is_required:
-                names = ", ".join(f"{c.source}.{c.source_port}" for c in candidates)
-                raise InputError(where, f"federates.{name}",
-                                 f"input {port.port_id!r} ({port.type}) could come from "
-                                 f"{names}; add a link to choose")
-    return added
-
-
-def _check_required_inputs(where: str, links: list[Link],
-                           instances: dict[str, FederateInstance]) -> None:
-    linked = {(link.target, link.target_port) for link in links}
-    for name, inst in instances.items():
-        for port in inst.definition.dynamic_inputs:
-            if port.is_required and (name, port.port_id) not in linked:
-                raise InputError(where, f"federates.{name}",
-                                 f"required input {port.port_id!r} ({port.type or 'untyped'}) "
-                                 f"of {inst.type} is not connected")
