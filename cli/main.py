@@ -17,7 +17,8 @@ import click
 
 from gridsim import __version__
 from gridsim.build import RunSettings, runner_json, write_build
-from gridsim.components import builtin_types, load_definition
+from gridsim.cli.report import describe_definition, summary_lines
+from gridsim.components import COMBINE_RULES, QUANTITIES, builtin_types, load_definition
 from gridsim.errors import InputError
 from gridsim.feeders import bundled_names
 from gridsim.messages import json_schema
@@ -64,19 +65,17 @@ def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) ->
         if result.ok:
             bar(federation.scenario.duration_s, federation.scenario.duration_s)
         bar.close()
-    _report(result)
+    _report(federation, result)
     sys.exit(0 if result.ok else 1)
 
 
-def _report(result: RunResult) -> None:
+def _report(federation: Federation, result: RunResult) -> None:
     if result.ok:
         startup = f"{result.startup_s:.2f} s" if result.startup_s is not None else "n/a"
         click.echo(f"ok: {result.summary['n_steps']} steps in {result.wall_s:.2f} s "
                    f"(start-up {startup}); results in {result.run_dir}", err=True)
-        feeder = next((p for p in result.summary["federates"].values() if "v_max_pu" in p), None)
-        if feeder:
-            click.echo(f"    voltage range {feeder['v_min_pu']:.4f} .. {feeder['v_max_pu']:.4f}"
-                       f" pu", err=True)
+        for line in summary_lines(federation, result.summary):
+            click.echo(f"    {line}", err=True)
         return
     who = f"federate '{result.failed}'" if result.failed else "run"
     click.echo(f"error: {who} failed: {result.reason}", err=True)
@@ -134,22 +133,25 @@ def validate(scenario: str) -> None:
     click.echo(f"ok: {federation.scenario.name}: {len(federation.federates)} federates, "
                f"{len(federation.links)} links ({len(federation.defaulted_links)} defaulted), "
                f"{federation.scenario.n_steps} steps")
+    for link in federation.defaulted_links:
+        click.echo(f"default link: {link}")
 
 
 @cli.command("list")
 def list_() -> None:
-    """Federate types with their ports and parameters; bundled feeders and scenarios."""
+    """Federate types with their ports and parameters; port meanings; bundled feeders and
+    scenarios."""
     for type_name, path in builtin_types().items():
         definition = load_definition(path)
         click.echo(f"{type_name} ({definition.version}): {definition.description}")
-        for p in definition.static_inputs:
-            default = "required" if p.is_required else f"default {p.default!r}"
-            click.echo(f"    parameter {p.port_id}: {p.type}, {default}. {p.description}")
-        for p in definition.dynamic_inputs:
-            need = "required" if p.is_required else "optional"
-            click.echo(f"    input  {p.port_id}: {p.type} ({need}). {p.description}")
-        for p in definition.dynamic_outputs:
-            click.echo(f"    output {p.port_id}: {p.type}. {p.description}")
+        for line in describe_definition(definition):
+            click.echo(f"    {line}")
+    click.echo("port meanings (quantity; ports without one link by type alone):")
+    for quantity, meaning in QUANTITIES.items():
+        click.echo(f"    {quantity}: {meaning}")
+    click.echo("combine rules (inputs that take several links):")
+    for rule, meaning in COMBINE_RULES.items():
+        click.echo(f"    {rule}: {meaning}")
     click.echo(f"feeders: {', '.join(bundled_names())}")
     if SCENARIOS_DIR.is_dir():
         names = sorted(p.name for p in SCENARIOS_DIR.glob("*.yaml"))
