@@ -5,8 +5,9 @@ port and every federate in its own process group (log in ``logs/NAME.log``), fol
 progress in simulated time through a pipe each, and ends in one of three ways:
 
 - every federate exits 0: the summary parts are merged into ``summary.json``;
-- a federate exits non-zero (or the wall-clock watchdog fires): everything else is stopped
-  and the failure names the federate, with the tail of its log;
+- a federate exits non-zero, or exits at all before it joined the federation (or the
+  wall-clock watchdog fires): everything else is stopped and the failure names the
+  federate that caused it (`gridsim.blame`), with the tail of its log;
 - the supervisor itself is interrupted: everything is stopped.
 
 Whatever happens, no child process survives: each process group gets SIGTERM, then SIGKILL.
@@ -27,14 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridsim import __version__
+from gridsim.blame import culprit, has_failed, note_exits
 from gridsim.build import (
-    FAILURE_SUFFIX,
     FEDERATE_ENV,
     STATUS_FD_ENV,
     RunSettings,
     launch_command,
     write_build,
 )
+from gridsim.components import builtin_types
 from gridsim.wiring import Federation
 
 SUMMARY_SCHEMA = 1
@@ -63,6 +65,12 @@ class _Child:
     status_fd: int | None = None
     sim_time: float = -1.0
     periodic: bool = True
+    reports: bool = False
+    """Known to send status lines (a built-in type): its silence means it has not joined."""
+    exited_at: float | None = None
+    """time.time() when the supervisor saw it exit (`gridsim.blame`)."""
+    before_join: bool = False
+    """It exited before the federation formed (`gridsim.blame`)."""
 
 
 class _Interrupted(Exception):
@@ -120,6 +128,7 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
             argv = launch_command(federation, name, str(written["system"]), settings)
             child = _start_federate(name, argv, run_dir)
             child.periodic = not inst.timing.event_driven
+            child.reports = builtin_types().get(inst.type) == inst.definition_path
             children.append(child)
         result = _watch(children, run_dir, t0, timeout_s, scenario.duration_s, progress)
     except (_Interrupted, KeyboardInterrupt):
@@ -172,19 +181,20 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
     broker = children[0]
     startup_s = None
     buffers: dict[int, bytes] = {}
+    watched = any(c.reports and c.periodic for c in federates)
     while True:
         for key, _ in selector.select(timeout=0.05):
             child = key.data
             _read_status(child, buffers, selector)
+        note_exits(federates, watched, lambda: _drain(federates, buffers, selector))
         periodic = [c for c in federates if c.periodic]
         if startup_s is None and periodic and all(c.sim_time >= 0 for c in periodic):
             startup_s = time.perf_counter() - t0
         if progress is not None:
             progress(min((c.sim_time for c in periodic), default=0.0), duration_s)
-        failed = [c for c in federates if c.proc.poll() not in (None, 0)]
-        if failed:
-            culprit, reason = _culprit(federates, failed[0], run_dir)
-            return _failure(culprit, run_dir, reason, startup_s)
+        if has_failed(federates):
+            blamed, reason = culprit(federates, run_dir)
+            return _failure(blamed, run_dir, reason, startup_s)
         if broker.proc.poll() not in (None, 0) and any(c.proc.poll() is None for c in federates):
             return _failure(broker, run_dir, f"broker exited with code {broker.proc.poll()}",
                             startup_s)
@@ -198,46 +208,30 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
                             f"t={max(laggard.sim_time, 0):.0f} s)", startup_s)
 
 
-def _read_status(child: _Child, buffers: dict[int, bytes], selector) -> None:
+def _drain(federates: list[_Child], buffers: dict[int, bytes], selector) -> None:
+    """Read every status line already written."""
+    for child in federates:
+        while child.status_fd is not None and _read_status(child, buffers, selector):
+            pass
+
+
+def _read_status(child: _Child, buffers: dict[int, bytes], selector) -> bool:
+    """Read what `child` has written to its status pipe; False when nothing was waiting."""
     fd = child.status_fd
     try:
         data = os.read(fd, 65536)
     except BlockingIOError:
-        return
+        return False
     if not data:
         selector.unregister(fd)
         os.close(fd)
         child.status_fd = None
-        return
+        return False
     buf = buffers.get(fd, b"") + data
     *lines, buffers[fd] = buf.split(b"\n")
     if lines:
         child.sim_time = float(lines[-1])
-
-
-def _culprit(federates: list[_Child], first: _Child, run_dir: Path) -> tuple[_Child, str]:
-    """Which federate made the federation fail, and why.
-
-    One failing federate takes the others down with it (HELICS global error), and they may
-    exit in any order. A federate killed by a signal came from outside: it is the one.
-    Otherwise the earliest failure record (`gridsim.runtime.FAILURE_SUFFIX`, written before
-    the error is spread) names it; without records, the first seen to exit.
-    """
-    for child in federates:
-        if (child.proc.returncode or 0) < 0:
-            return child, f"exited with code {child.proc.returncode} (killed by a signal)"
-    records = []
-    for child in federates:
-        path = run_dir / "parts" / f"{child.name}{FAILURE_SUFFIX}"
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        records.append((record["time"], child.name, child, record["error"]))
-    if records:
-        _, _, child, error = min(records)
-        return child, f"{error} (exit code {child.proc.poll()})"
-    return first, f"exited with code {first.proc.returncode}"
+    return True
 
 
 def _failure(child: _Child, run_dir: Path, reason: str, startup_s) -> RunResult:
