@@ -105,3 +105,36 @@ def test_the_same_seed_gives_the_same_summary_byte_for_byte(flagship, run_gridsi
     assert code == 0, stderr
     assert (tmp_path / "again" / "summary.json").read_bytes() == (
         flagship / "summary.json").read_bytes()
+
+
+# -- swaps: each a one-line change that validates and runs ---------------------------------
+
+
+def flagship_with(**changes) -> dict:
+    """The flagship with `changes`: ``{"dopf": {...}}`` updates a federate's parameters.
+    The whole day: a run started mid-morning meets the regulators' first tap moves before
+    the DOPF has settled (11:00 reached 1.053 p.u. from a 10:00 start)."""
+    data = scenario_data("ieee123")
+    for name, parameters in changes.items():
+        data["federates"][name].setdefault("parameters", {}).update(parameters)
+    return data
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    ({"dopf": {"algorithm": "primal-dual"}}, {"dopf": "primal-dual"}),
+    ({"regulator": {"payment_rule": "uniform-price"}}, {"market": "uniform-price"}),
+    ({"regulator": {"payment_rule": "shapley"}, "market": {"entities": 10}},
+     {"market": "shapley"}),
+], ids=["primal-dual", "uniform-price", "shapley-10"])
+def test_a_one_line_swap_validates_and_runs(change, expect, run_data, tmp_path):
+    """The DOPF algorithm or the payment rule (Shapley within its 12 entities): the run
+    keeps the limit and the market's properties, and reports the swapped plug-in."""
+    parts = run_data(flagship_with(**change), tmp_path / "run")
+    assert max(parts["feeder"]["v_max_pu_per_step"]) <= 1.052
+    assert set(parts["dopf"]["statuses"]) == {"optimal"}
+    market = parts["market"]
+    assert parts["dopf"]["algorithm"] == expect.get("dopf", "central")
+    assert market["payment_rule"] == expect.get("market", "proportional")
+    assert market["saving_usd_per_h"] > 0 and all(market["checks"].values())
+    assert (market["payments_in_core"] is None) == (market["entities"] > 12)
+    assert parts["auditor"]["findings"] == 0
