@@ -59,7 +59,7 @@ class DOPFSettings:
     cost_tap: float = 2.0
     cost_capacitor: float = 5.0
     max_tap_move: int = 2
-    voltage_margin_sigmas: float = 0.0
+    voltage_margin_sigmas: float = 1.0
 
     @classmethod
     def from_parameters(cls, parameters: Mapping) -> DOPFSettings:
