@@ -27,6 +27,14 @@ accuracy, IEEE 123
     cell with the same sensor seed; errors of observable nodes against the feeder's truth,
     aggregated as the estimator federate's scoring does (mean of per-step means, max of
     per-step maxima).
+|V| sigma (the accuracy the estimator publishes, `federates/wls/uncertainty.py`)
+    Timing: every `VoltageUncertainty.of_estimate` call is timed, and the symbolic part
+    inside it (`uncertainty._Structure`, redone when the meter plan or the topology changes)
+    (timers on the classes, in this process and the IEEE 9500 child only); per estimate,
+    its time is the added cost, and ``solve_s`` minus it the estimate without. Calibration,
+    per accuracy cell: the median sigma, and the normalized errors (|V| error / sigma) of
+    every observable node and step: their RMS (1 if sigma is right) and the share within 2
+    sigma (0.954 for a normal error).
 
 Usage: ``.venv/bin/python bench/state_estimation.py [--steps N] [--repeat R] [--json OUT]
 [--skip-9500] [--time-limit S]``. See bench/README.md for what each figure means.
@@ -60,6 +68,10 @@ SENSOR = {"metered_fraction": 0.37, "sigma_v_pu": 0.005, "pseudo_rel_error": 0.3
 COVERAGES = (0.0, 0.10, 0.37, 1.0)
 SIGMAS = (0.001, 0.005, 0.01)
 SEEDS_9500 = (0, 1, 2, 3, 4)
+SIGMA_TIMES: list[float] = []
+"""Durations of `VoltageUncertainty.of_estimate` calls in this process (`time_sigma`)..."""
+STRUCTURE_TIMES: list[float] = []
+"""...and of the symbolic part within them, redone when the meter plan changes."""
 TARGET_123_MS = 30.0
 TARGET_9500_S = 1.0
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -68,6 +80,40 @@ threads compete with everything else on a small machine (see bench/README.md).""
 
 
 # -- feeder, sensor, estimator -------------------------------------------------------------
+
+
+def time_sigma() -> None:
+    """Time every `VoltageUncertainty.of_estimate` call of this process into `SIGMA_TIMES`,
+    and the symbolic part (`uncertainty._Structure`) into `STRUCTURE_TIMES` (the estimator is
+    rebuilt on every topology change, so the timers go on the classes)."""
+    from gridsim.federates.wls import uncertainty
+
+    def timer(cls: type, name: str, into: list[float]) -> None:
+        inner = getattr(cls, name)
+
+        def timed(self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(self, *args, **kwargs)
+            finally:
+                into.append(time.perf_counter() - t)
+
+        setattr(cls, name, timed)
+
+    timer(uncertainty.VoltageUncertainty, "of_estimate", SIGMA_TIMES)
+    timer(uncertainty._Structure, "__init__", STRUCTURE_TIMES)
+
+
+def normalized_errors(chain, result, feeder: dict) -> np.ndarray:
+    """(|V| estimated - |V| true) / sigma per observable node; empty without sigma."""
+    if result.vmag_sigma is None:
+        return np.zeros(0)
+    net = chain.estimator.net
+    true = dict(zip(feeder["voltages_magnitude"].ids, feeder["voltages_magnitude"].values))
+    v = np.abs(net.node_voltages(result.v))
+    sigma = net.node_voltages(result.vmag_sigma)
+    return np.array([(v[i] - true[node]) / sigma[i] for i, node in enumerate(net.ids)
+                     if np.isfinite(sigma[i]) and node in true])
 
 
 def window(n_steps: int) -> range:
@@ -123,15 +169,17 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
     chain = EstimatorChain()
     out = {key: [] for key in ("step", "solve_s", "call_s", "rebuilt", "iterations",
                                "converged", "removed", "unobservable", "measurements",
-                               "chi2_failed")}
+                               "chi2_failed", "sigma_s")}
     if score:
-        out.update(v_err_mean=[], v_err_max=[], angle_err_mean_deg=[])
+        out.update(v_err_mean=[], v_err_max=[], angle_err_mean_deg=[], sigma_median=[],
+                   z=[])
     for k, messages in feeder["messages"].items():
         measured = sensor.measure(k, messages, k * STEP_S)
         revision = chain.estimator.net.revision if chain.estimator is not None else None
-        t0 = time.perf_counter()
+        t0, calls = time.perf_counter(), len(SIGMA_TIMES)
         result = chain.estimate(messages["topology"], measured)
         out["call_s"].append(time.perf_counter() - t0)
+        out["sigma_s"].append(float(sum(SIGMA_TIMES[calls:])))
         out["step"].append(k)
         out["solve_s"].append(chain.solve_s[-1])
         out["rebuilt"].append(revision != messages["topology"].revision)
@@ -148,6 +196,9 @@ def run_chain(feeder: dict, sensor_params: dict, seed: int, score: bool) -> dict
             out["v_err_mean"].append(float(dv.mean()))
             out["v_err_max"].append(float(dv.max()))
             out["angle_err_mean_deg"].append(float(da.mean()))
+            if result.vmag_sigma is not None:
+                out["sigma_median"].append(float(np.nanmedian(result.vmag_sigma)))
+                out["z"] += normalized_errors(chain, result, messages).tolist()
     out["states"] = chain.estimator.net.n
     return out
 
@@ -214,7 +265,7 @@ def child_9500(limit_s: float) -> None:
         measured = SensorChain(SENSOR, seed).measure(0, messages)
         phase.clear()
         emit("begin", seed=seed, limit_s=limit_s)
-        started[0] = time.perf_counter()
+        started[0], calls, builds = time.perf_counter(), len(SIGMA_TIMES), len(STRUCTURE_TIMES)
         record = {"seed": seed}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -231,7 +282,16 @@ def child_9500(limit_s: float) -> None:
                 unobservable=len(result.unobservable), objective=result.objective,
                 chi2_threshold=result.chi2_threshold, dof=result.dof,
                 measurements_final=len(result.measurements),
-                v_err_mean=float(errors.mean()), v_err_max=float(errors.max()))
+                v_err_mean=float(errors.mean()), v_err_max=float(errors.max()),
+                sigma_method=est.uncertainty.method,
+                sigma_median=float(np.nanmedian(result.vmag_sigma))
+                if result.vmag_sigma is not None else None,
+                sigma_max=float(np.nanmax(result.vmag_sigma))
+                if result.vmag_sigma is not None else None)
+        if len(SIGMA_TIMES) > calls:
+            phase["sigma_s"] = float(sum(SIGMA_TIMES[calls:]))
+            phase["sigma_n"] = len(SIGMA_TIMES) - calls
+            phase["sigma_symbolic_s"] = float(sum(STRUCTURE_TIMES[builds:]))
         record["phases"] = dict(phase)
         record["warnings"] = sorted({f"{w.category.__name__}: {w.message} "
                                      f"({Path(w.filename).name}:{w.lineno})" for w in caught})
@@ -345,6 +405,7 @@ def stats(values: list) -> dict:
 def timing_figures(run: dict) -> dict:
     """One repetition's figures, ms."""
     s = np.asarray(run["solve_s"]) * 1e3
+    sig = np.asarray(run["sigma_s"]) * 1e3
     rebuild = [(c - s_) * 1e3 for c, s_, r in zip(run["call_s"], run["solve_s"],
                                                    run["rebuilt"]) if r]
     return {"median_ms": float(np.median(s)), "p90_ms": float(np.percentile(s, 90)),
@@ -352,6 +413,8 @@ def timing_figures(run: dict) -> dict:
             "first_ms": float(s[0]),
             "rest_median_ms": float(np.median(s[1:])) if len(s) > 1 else None,
             "iterations_mean": float(np.mean(run["iterations"])),
+            "sigma_median_ms": float(np.median(sig)),
+            "without_sigma_median_ms": float(np.median(s - sig)),
             "first_build_ms": rebuild[0], "rebuilds": len(rebuild) - 1,
             "rebuild_median_ms": float(np.median(rebuild[1:])) if len(rebuild) > 1 else 0.0,
             "call_mean_ms": float(np.mean(run["call_s"])) * 1e3,
@@ -410,6 +473,9 @@ def report_123(feeder: dict, runs: list[dict], derived: dict, repeat: int) -> No
     row("first estimate (cold start, from the no-load state)", "first_ms")
     row("median without the first", "rest_median_ms")
     row("iterations per estimate, mean", "iterations_mean", "  ")
+    row("|V| sigma (uncertainty), added per estimate, median", "sigma_median_ms")
+    row("per estimate without the |V| sigma (solve_s minus it), median",
+        "without_sigma_median_ms")
     row("network build before the first estimate (not in solve_s)", "first_build_ms")
     row(f"rebuild on a topology change (x{derived['rebuilds']['median']:.0f}, not in "
         f"solve_s), median", "rebuild_median_ms")
@@ -439,6 +505,9 @@ def describe_phases(ph: dict) -> str:
                      f"{ph['_largest_normalized_residual_s']:.2f} s")
     if "unobservable_n" in ph:
         parts.append(f"observability check {ph['unobservable_s']:.3f} s")
+    if "sigma_n" in ph:
+        parts.append(f"|V| sigma {ph['sigma_s']:.3f} s (symbolic part "
+                     f"{ph.get('sigma_symbolic_s', 0.0):.3f} s)")
     return ", ".join(parts)
 
 
@@ -475,10 +544,23 @@ def report_9500(res: dict) -> None:
         build = (f", measurement set {e['solve_s'] - ph['estimate_s']:.3f} s"
                  if "error" not in e and "estimate_s" in ph else "")
         print(f"          {describe_phases(ph)}{build}")
+        if "error" not in e and e.get("sigma_median") is not None:
+            print(f"          |V| sigma ({e['sigma_method']}): median {e['sigma_median']:.5f}, "
+                  f"max {e['sigma_max']:.5f} p.u.")
         if "error" not in e and e["removed"]:
             print(f"          removed: {', '.join(e['removed'])}")
         for w in e["warnings"]:
             print(f"          warning: {w}")
+    done = [e for e in res["estimates"] if "error" not in e]
+    added = [e["phases"].get("sigma_s", 0.0) for e in done]
+    kept = [a - e["phases"].get("sigma_symbolic_s", 0.0) for e, a in zip(done, added)]
+    if done:
+        print(f"  |V| sigma added per estimate: median {statistics.median(added):.3f} s "
+              f"[{min(added):.3f} .. {max(added):.3f}], each seed a new meter plan; with the "
+              f"symbolic part kept (a run's plan stays) {statistics.median(kept):.3f} s "
+              f"[{min(kept):.3f} .. {max(kept):.3f}]")
+        print(f"  per estimate without it (solve_s minus it): median "
+              f"{statistics.median([e['solve_s'] - a for e, a in zip(done, added)]):.3f} s")
     if "stopped" in res:
         print(f"  STOPPED: {res['stopped']}")
         last = (res.get("unfinished") or {}).get("last_progress")
@@ -507,6 +589,17 @@ def report_accuracy(grid: dict, n_steps: int) -> None:
     for c in COVERAGES:
         cells = "".join(f"{grid[(c, s)]['angle_err_mean_deg']:>22.4f}" for s in SIGMAS)
         print(f"  {f'{c:.0%}':<10}{cells}")
+    print("  |V| sigma published: median p.u. / RMS of error/sigma / share within 2 sigma")
+    print(f"  {'':<10}" + "".join(f"{f'sigma {s:g}':>24}" for s in SIGMAS))
+
+    def calibration(g: dict) -> str:
+        if g["sigma_median"] is None:
+            return "none"
+        return f"{g['sigma_median']:.5f} / {g['z_rms']:.2f} / {g['z_within_2']:.1%}"
+
+    for c in COVERAGES:
+        cells = "".join(f"{calibration(grid[(c, s)]):>24}" for s in SIGMAS)
+        print(f"  {f'{c:.0%}':<10}{cells}")
     print("  not converged / meters removed / max unobservable nodes / iterations mean")
     for c in COVERAGES:
         cells = "".join(
@@ -530,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one IEEE 9500 estimate may take (default 60)")
     parser.add_argument("--child-9500", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    time_sigma()
     if args.child_9500:
         child_9500(args.time_limit)
         return 0
@@ -574,7 +668,11 @@ def main(argv: list[str] | None = None) -> int:
                 "removals": sum(len(r) for r in run["removed"]),
                 "max_unobservable": max(run["unobservable"]),
                 "iterations_mean": float(np.mean(run["iterations"])),
-                "solve_median_ms": float(np.median(run["solve_s"])) * 1e3}
+                "solve_median_ms": float(np.median(run["solve_s"])) * 1e3,
+                "sigma_median": float(np.median(run["sigma_median"]))
+                if run["sigma_median"] else None,
+                "z_rms": float(np.sqrt(np.mean(np.square(run["z"])))) if run["z"] else None,
+                "z_within_2": float(np.mean(np.abs(run["z"]) <= 2.0)) if run["z"] else None}
             log(f"  accuracy {c:.0%} / sigma {s:g}: mean {grid[(c, s)]['v_err_mean']:.5f} "
                 f"max {grid[(c, s)]['v_err_max']:.4f} p.u.")
 

@@ -40,6 +40,7 @@ def test_cases_cover_every_property():
     assert any(case.settings.chi2_confidence != 0.95 for case in cases)
     assert any(case.removed for case in cases)
     assert any(not case.removed and case.truth_pu is None for case in cases)
+    assert any(case.sigma_pu for case in cases)
 
 
 class NoSlackTerm(WLSEstimator):
@@ -63,6 +64,34 @@ def test_kit_catches_dof_without_the_slack_term(monkeypatch):
         f"expected {chi2.ppf(0.95, 12)}",
         "power_flow: dof -3, expected 0",
     ]
+
+
+class DoubledSigma(WLSEstimator):
+    """The real estimator, publishing twice its sigma of |V|."""
+
+    def estimate(self, ms):
+        result = super().estimate(ms)
+        return dataclasses.replace(result, vmag_sigma=2 * result.vmag_sigma)
+
+
+class NoSigma(WLSEstimator):
+    def estimate(self, ms):
+        return dataclasses.replace(super().estimate(ms), vmag_sigma=None)
+
+
+def test_kit_checks_the_sigma_of_v(monkeypatch):
+    """Twice the sigma: the slack nodes of `power_flow`, measured by one meter of sigma
+    1e-3 and nothing else that can tell their |V|, come out above their meter and off the
+    hand-derived value; no sigma at all is a failure on every case."""
+    monkeypatch.setitem(ESTIMATORS, "wls", DoubledSigma)
+    failures = conformance.check("wls", [conformance.power_flow()])
+    assert failures == [f"power_flow: sigma of |V| at {node} is 0.002, above its meter's 0.001"
+                        for node in ("s.1", "s.2", "s.3")] + \
+        [f"power_flow: sigma of |V| at {node} is 0.002, expected 0.001"
+         for node in ("s.1", "s.2", "s.3")]
+    monkeypatch.setitem(ESTIMATORS, "wls", NoSigma)
+    assert conformance.check("wls", [conformance.full_metering(), conformance.power_flow()]) \
+        == ["full_metering: no sigma of |V|", "power_flow: no sigma of |V|"]
 
 
 def test_registry_by_name():

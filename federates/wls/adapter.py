@@ -38,7 +38,8 @@ class WLSSettings:
         return cls(p["s_base_kva"], Settings(
             max_iterations=p["max_iterations"], tolerance=p["tolerance"],
             chi2_confidence=p["chi2_confidence"], lnr_threshold=p["lnr_threshold"],
-            max_removals=p["max_removals"] if p["bad_data"] else 0))
+            max_removals=p["max_removals"] if p["bad_data"] else 0,
+            uncertainty=bool(p.get("uncertainty", True))))
 
 
 def rebuild_estimator(old: WLSEstimator | None, topology: m.Topology, s_base_kva: float,
@@ -86,14 +87,20 @@ def _sigma(msg: m.MeasurementArray) -> list[float]:
 
 def estimate_messages(net: Network, result: Estimate, t: float,
                       solve_time_s: float) -> dict[str, m.Message]:
-    """Voltages of the observable nodes and the diagnostics of one estimate, by port."""
+    """Voltages of the observable nodes and the diagnostics of one estimate, by port.
+
+    The |V| message carries each node's sigma (p.u., `uncertainty`) as its accuracy, or
+    none when the estimate has none (not converged, or switched off).
+    """
     unobservable = set(net.nodes_of(result.unobservable))
     keep = [i for i, node in enumerate(net.ids) if node not in unobservable]
     ids = [net.ids[i] for i in keep]
     v = net.node_voltages(result.v)[keep]
+    sigma = None if result.vmag_sigma is None else \
+        result.vmag_sigma[net.state_of[keep]].tolist()
     return {
-        "voltages_magnitude": m.VoltagesMagnitude(time_s=t, ids=ids,
-                                                  values=np.abs(v).tolist(), units="pu"),
+        "voltages_magnitude": m.VoltagesMagnitude(time_s=t, ids=ids, values=np.abs(v).tolist(),
+                                                  units="pu", accuracy=sigma),
         "voltages_angle": m.VoltagesAngle(time_s=t, ids=ids,
                                           values=np.degrees(np.angle(v)).tolist(), units="deg"),
         "diagnostics": m.EstimatorDiagnostics(

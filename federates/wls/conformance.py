@@ -13,11 +13,18 @@ case, `run_kit` every registered estimator (the shape of the DOPF and payment-ru
 - the chi-square threshold is ``chi2.ppf(confidence, dof)`` at the case's confidence, and
   None when nothing is redundant (dof <= 0);
 - bad data: a single gross error is found and exactly that meter removed, nothing is removed
-  from clean measurements, and the final objective passes the chi-square test.
+  from clean measurements, and the final objective passes the chi-square test;
+- uncertainty (`Estimate.vmag_sigma`, published as the |V| message's accuracy): a converged
+  estimate gives every observable node a finite, positive sigma of |V|; a node with a |V| meter
+  of sigma s is known at least that well (sigma <= s: other measurements only add
+  information); and where a case knows it by hand, the value itself (`SIGMA_RTOL`): in
+  `power_flow` nothing is redundant, so each slack node's |V| is its meter's reading and its
+  sigma is the meter's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,12 +41,14 @@ from gridsim.federates.wls.examples import (
     topology,
     true_state,
 )
-from gridsim.federates.wls.measurements import MeasurementSet
+from gridsim.federates.wls.measurements import VMAG, MeasurementSet
 from gridsim.federates.wls.registry import ESTIMATORS, make
 from gridsim.network import Network
 
 STATE_ATOL_PU = 1e-8
 THRESHOLD_RTOL = 1e-12
+SIGMA_RTOL = 1e-6
+"""A hand-derived sigma against the estimator's (the weak prior moves it by ~1e-11)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +65,8 @@ class Case:
     removed: tuple[str, ...] = ()
     """The meters bad-data removal must take out, in order."""
     settings: Settings = field(default_factory=Settings)
+    sigma_pu: dict[str, float] = field(default_factory=dict)
+    """Sigma of |V| (p.u.) of some nodes, derived by hand."""
 
 
 def _noise_free(name: str, dof: int, lines: dict = LINES, devices: Sequence[str] = DEVICES,
@@ -83,8 +94,11 @@ def sparse_metering() -> Case:
 
 def power_flow() -> Case:
     """The slack's |V| (3) and the 12 device injections: 15 readings for 15 free states, a
-    power flow; dof = 0, nothing redundant, so no chi-square threshold."""
-    return _noise_free("power_flow", 0, vmag_nodes=nodes("s"))
+    power flow; dof = 0, nothing redundant, so no chi-square threshold. Each slack node's |V|
+    is then its meter's reading (its angle is fixed, the injections fit exactly whatever it
+    is), so its sigma is the meter's, 1e-3 p.u."""
+    case = _noise_free("power_flow", 0, vmag_nodes=nodes("s"))
+    return dataclasses.replace(case, sigma_pu={node: 1e-3 for node in nodes("s")})
 
 
 def unswitched_at_99() -> Case:
@@ -155,6 +169,30 @@ def check_case(name: str, case: Case) -> list[str]:
         error = float(np.max(np.abs(case.net.node_voltages(result.v) - case.truth_pu)))
         if not error <= STATE_ATOL_PU:
             problems.append(f"state off the truth by {error:.3g} p.u.")
+    if result.converged:
+        problems += _sigma_problems(case, result)
+    return problems
+
+
+def _sigma_problems(case: Case, result) -> list[str]:
+    """The uncertainty properties of the module doc."""
+    if result.vmag_sigma is None:
+        return ["no sigma of |V|"]
+    net, sigma = case.net, np.asarray(result.vmag_sigma)
+    observable = np.setdiff1d(np.arange(net.n), result.unobservable)
+    problems = [f"sigma of |V| at {', '.join(net.nodes_of([i]))} is {sigma[i]!r}"
+                for i in observable if not (np.isfinite(sigma[i]) and sigma[i] > 0)]
+    ms = result.measurements
+    meter = np.full(net.n, np.inf)
+    vmag = ms.kind == VMAG
+    np.minimum.at(meter, ms.node[vmag], ms.sigma[vmag])
+    problems += [f"sigma of |V| at {', '.join(net.nodes_of([i]))} is {sigma[i]:.6g}, above its "
+                 f"meter's {meter[i]:.6g}"
+                 for i in observable if sigma[i] > meter[i] * (1 + SIGMA_RTOL)]
+    for node, expected in case.sigma_pu.items():
+        got = float(sigma[net.state_of[net.index[node]]])
+        if not abs(got - expected) <= SIGMA_RTOL * expected:
+            problems.append(f"sigma of |V| at {node} is {got:.9g}, expected {expected:.9g}")
     return problems
 
 
