@@ -1,6 +1,6 @@
 """The end of ``gridsim run``: a few lines per layer, read from summary.json.
 
-Runs the full-stack draft ``scenarios/ieee123-full.yaml`` (every layer, links by default
+Runs the flagship ``scenarios/ieee123.yaml`` (every layer, links by default
 but the recorder's) through the real console script, and checks the report: one line per
 layer present, with the figures summary.json holds, the same for the same seed.
 """
@@ -16,7 +16,7 @@ from gridsim.cli.report import summary_lines
 from gridsim.wiring import load_federation
 
 REPO = Path(__file__).resolve().parents[1]
-FULL = REPO / "scenarios" / "ieee123-full.yaml"
+FULL = REPO / "scenarios" / "ieee123.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -159,16 +159,17 @@ def test_truth_to_wls_swap_with_a_sensor_runs(tmp_path, run_gridsim):
 
 
 def test_full_stack_needs_only_the_recorders_links():
-    """scenarios/ieee123-full.yaml: eight federates, seven link lines (what to record);
-    every other link is a default, and they are the links the flagship writes by hand
-    plus the DOPF's caps into the feeder's combined load caps."""
-    full = load_federation(REPO / "scenarios" / "ieee123-full.yaml")
+    """scenarios/ieee123.yaml (the flagship): eight federates, seven link lines (what to
+    record); every other link is a default, the DOPF's and the market's caps both feeding
+    the feeder's combined load caps."""
+    full = load_federation(REPO / "scenarios" / "ieee123.yaml")
+    assert len(full.federates) == 8
     assert len(full.scenario.links) == 7
     assert {link.target for link in full.scenario.links} == {"recorder"}
-    flagship = load_federation(REPO / "scenarios" / "ieee123.yaml")
-    assert set(full.links) - set(flagship.links) == {
-        Link.parse("dopf.load_caps -> feeder.load_caps")}
-    assert set(flagship.links) <= set(full.links)
+    caps = {link for link in full.links if link.target_port == "load_caps"
+            and link.target == "feeder"}
+    assert caps == {Link.parse("dopf.load_caps -> feeder.load_caps"),
+                    Link.parse("market.load_caps -> feeder.load_caps")}
 
 
 # --- the vocabulary ------------------------------------------------------------------------
