@@ -36,6 +36,7 @@ false`` or OEDI-SI's ``"optional": true``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from collections.abc import Mapping
 from functools import cache
@@ -327,8 +328,10 @@ def _port_problems(definition: ComponentDefinition) -> list[tuple[str, str]]:
 
 @cache
 def builtin_types() -> dict[str, Path]:
-    """gridsim's own federate types: folder name -> definition file."""
-    import gridsim.federates
+    """gridsim's own federate types: folder name -> definition file.
 
-    folder = Path(gridsim.federates.__file__).parent
+    The folder is located, not imported (the core imports no federate): its definitions
+    are data, and their hooks are found by name when a scenario uses them."""
+    spec = importlib.util.find_spec("gridsim.federates")
+    folder = Path(next(iter(spec.submodule_search_locations)))
     return {p.parent.name: p for p in sorted(folder.glob("*/component_definition.json"))}

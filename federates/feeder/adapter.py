@@ -1,6 +1,6 @@
 """The feeder's messages: commands in, ground truth out (no HELICS).
 
-What the feeder loop (`federate.py`) and the offline chain (`gridsim.federates.chain`)
+What the feeder loop (`federate.py`) and the offline chain (`federates/chain.py`)
 share: its settings, how each command message reaches the model, and every output
 message of a solved step. Output messages are built with ``model_construct``: the feeder
 makes them aligned by construction, and validating 2,000 floats a step again would cost

@@ -1,6 +1,6 @@
 """The sensor's messages: the feeder's ground truth in, meter readings out (no HELICS).
 
-What the sensor loop (`federate.py`) and the offline chain (`gridsim.federates.chain`)
+What the sensor loop (`federate.py`) and the offline chain (`federates/chain.py`)
 share: which inputs a configuration reads, the ground truth of a step from the feeder's
 messages, the sensor built on the first of them, and the output messages of a step.
 """

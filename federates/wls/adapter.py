@@ -1,6 +1,6 @@
 """The WLS estimator's messages: measurements in, estimate and diagnostics out (no HELICS).
 
-What the estimator loop (`federate.py`) and the offline chain (`gridsim.federates.chain`)
+What the estimator loop (`federate.py`) and the offline chain (`federates/chain.py`)
 share: the settings, the estimator rebuilt on a new topology revision (warm-started node by
 node), the measurement set of a step from the sensor's messages, and the messages of an
 estimate.

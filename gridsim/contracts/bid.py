@@ -1,6 +1,6 @@
 """A market bid, what an entity signs of it, and how a checker reads it back.
 
-The market's decision guidance (`gridsim.federates.market.guidance`) makes a `Bid` for each
+The market's decision guidance (the market federate's `guidance` module) makes a `Bid` for each
 entity; the entity signs `bid_content` (its cuts and bounds, no identity) in the ledger
 (`gridsim.ledger.identity.sign_bid`), with the round it is for. The auditor reads a logged
 entry back into a `Bid` with `bid_of_entry`, so the certificate and the payments are checked

@@ -1,6 +1,6 @@
 """The order book: every bid of a market as flat arrays, and the views the clearing needs.
 
-The market's clearing (`gridsim.federates.market.clearing`) solves over it and
+The market's clearing (the market federate's `clearing` module) solves over it and
 `gridsim.contracts.certificate.verify_certificate` checks over it, so both read the bids the
 same way. Bids (`gridsim.contracts.bid.Bid`) are stacked in input order: cut ``k`` has
 intercept ``a_k`` ($) and slope ``g_k`` ($ per kW in every interval), belongs to entity
@@ -8,8 +8,8 @@ intercept ``a_k`` ($) and slope ``g_k`` ($ per kW in every interval), belongs to
 *coupled* (a battery) unless it is made of exactly one group per interval; the groups of the
 others each depend on one interval and are one-dimensional concave functions, which
 `OrderBook.segments` turns into segments between breakpoints. `OrderBook.coupled_rows` writes
-the coupled cuts relative to their group's median slope (`gridsim.federates.market.formulation`
-explains why).
+the coupled cuts relative to their group's median slope (the market federate's `formulation`
+module explains why).
 """
 
 from __future__ import annotations

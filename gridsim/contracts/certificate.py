@@ -1,6 +1,6 @@
 """The clearing's optimality certificate, checked with arithmetic only (no solver).
 
-A clearing (`gridsim.federates.market.clearing.Clearing`) carries a primal point (``kw``,
+A clearing (the market federate's `clearing.Clearing`) carries a primal point (``kw``,
 ``s_j``) and a dual point (``p``, ``mu``, ``beta+``, ``beta-``) of the epigraph LP written in
 docs/market.md. Primal feasibility, dual feasibility and a zero gap between the two
 objectives prove the clearing optimal; `verify_certificate` checks the three on the bids as
