@@ -23,11 +23,6 @@ V_LIMIT_PU = 1.05
 is above this (ANSI C84.1 range A)."""
 
 
-def _first(part: Mapping[str, Any], *keys: str) -> Any:
-    """The value of the first of `keys` present (federates rename keys that mislead)."""
-    return next((part[k] for k in keys if part.get(k) is not None), None)
-
-
 def _feeder(name: str, part: Mapping[str, Any]) -> list[str]:
     per_step = part.get("v_max_pu_per_step") or []
     above = sum(1 for v in per_step if v is not None and round(v, 4) > V_LIMIT_PU)
@@ -46,11 +41,11 @@ def _estimator(name: str, part: Mapping[str, Any]) -> list[str]:
 
 def _dopf(name: str, part: Mapping[str, Any]) -> list[str]:
     statuses = ", ".join(f"{k} {v}" for k, v in sorted((part.get("statuses") or {}).items()))
-    curtailed = _first(part, "ordered_curtailment_kwh", "curtailed_energy_kwh")
-    above = _first(part, "input_steps_above_v_max", "steps_above_v_max")
+    curtailed = part.get("ordered_curtailment_kwh")
+    above = part.get("input_steps_above_v_max")
     line = f"{name} ({part.get('algorithm')}): {part.get('solves')} solves ({statuses or 'none'})"
     if curtailed is not None:
-        line += f"; curtailment {curtailed:.1f} kWh"
+        line += f"; curtailment ordered {curtailed:.1f} kWh"
     if above is not None:
         line += f"; {above} steps above v_max in its input"
     moves = [f"{part[k]} {k.replace('_', ' ')}" for k in ("tap_moves", "capacitor_switches")

@@ -19,7 +19,8 @@ from gridsim.network import Network
 
 STEP_S = 900.0
 PARAMETERS = {"s_base_kva": 1000.0, "max_iterations": 20, "tolerance": 1e-9, "bad_data": True,
-              "chi2_confidence": 0.95, "lnr_threshold": 4.0, "max_removals": 10}
+              "chi2_confidence": 0.95, "lnr_threshold": 4.0, "max_removals": 10,
+              "uncertainty": True}
 INPUTS = {"topology": "Topology", "voltages_magnitude": "VoltagesMagnitude",
           "powers_real": "PowersReal", "powers_imag": "PowersImaginary"}
 OUTPUTS = {"voltages_magnitude": "VoltagesMagnitude", "voltages_angle": "VoltagesAngle",

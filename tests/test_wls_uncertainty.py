@@ -207,7 +207,7 @@ def test_sigma_is_deterministic():
 def test_parameter_switches_it_off():
     parameters = {"s_base_kva": 1000.0, "max_iterations": 20, "tolerance": 1e-9,
                   "bad_data": True, "chi2_confidence": 0.95, "lnr_threshold": 4.0,
-                  "max_removals": 10}
+                  "max_removals": 10, "uncertainty": True}
     assert adapter.WLSSettings.from_parameters(parameters).estimator.uncertainty
     off = adapter.WLSSettings.from_parameters({**parameters, "uncertainty": False})
     assert not off.estimator.uncertainty

@@ -39,7 +39,7 @@ class WLSSettings:
             max_iterations=p["max_iterations"], tolerance=p["tolerance"],
             chi2_confidence=p["chi2_confidence"], lnr_threshold=p["lnr_threshold"],
             max_removals=p["max_removals"] if p["bad_data"] else 0,
-            uncertainty=bool(p.get("uncertainty", True))))
+            uncertainty=p["uncertainty"]))
 
 
 def rebuild_estimator(old: WLSEstimator | None, topology: m.Topology, s_base_kva: float,
