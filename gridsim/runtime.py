@@ -66,6 +66,9 @@ class HelicsRuntime:
         self.busy_cpu_s = 0.0
         """CPU time of this process over the same spans."""
         self._busy_since: tuple[float, float] | None = None
+        self.entered_cpu_s: float | None = None
+        """This process's CPU time when the loop entered executing mode, after its own
+        set-up (models, compiles)."""
 
     def _busy(self) -> None:
         """Start counting the loop's own work (a grant has just arrived)."""
@@ -113,6 +116,7 @@ class HelicsRuntime:
     # -- clock ----------------------------------------------------------------------------
 
     def enter(self) -> None:
+        self.entered_cpu_s = time.process_time()
         self.fed.enter_executing_mode()
 
     def step_times(self) -> Iterator[Step]:
@@ -233,6 +237,7 @@ def main(run: Callable[[Runtime], dict], argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     warnings.simplefilter("ignore", UserWarning)
     t0 = time.perf_counter()
+    imported_cpu_s = time.process_time()
     try:
         federation = load_federation(args.system)
         if args.name not in federation.federates:
@@ -248,11 +253,15 @@ def main(run: Callable[[Runtime], dict], argv: list[str] | None = None) -> int:
     try:
         rt = HelicsRuntime(config)
         t_ready = time.perf_counter()
+        ready_cpu_s = time.process_time()
         part = run(rt)
         rt.close()
         timing = {"startup_s": t_ready - t0, "run_s": time.perf_counter() - t_ready,
                   "busy_s": rt.busy_s, "busy_cpu_s": rt.busy_cpu_s,
+                  "import_cpu_s": imported_cpu_s, "connect_cpu_s": ready_cpu_s - imported_cpu_s,
                   "process_cpu_s": time.process_time(), **rt.timing}
+        if rt.entered_cpu_s is not None:
+            timing["setup_cpu_s"] = rt.entered_cpu_s - ready_cpu_s
         if rt.stepping:
             timing["stepping_s"] = rt.stepping[1] - rt.stepping[0]
         write_summary(run_dir, args.name, part, timing)

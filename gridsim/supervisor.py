@@ -33,6 +33,7 @@ from gridsim.build import (
     FEDERATE_ENV,
     STATUS_FD_ENV,
     RunSettings,
+    broker_arguments,
     launch_command,
     write_build,
 )
@@ -122,8 +123,8 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
     children: list[_Child] = []
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        children.append(_start_broker(run_dir, settings, len(federation.federates),
-                                      scenario.core_type))
+        children.append(_start_broker(
+            run_dir, settings, broker_arguments(scenario, len(federation.federates))))
         for name, inst in federation.federates.items():
             argv = launch_command(federation, name, str(written["system"]), settings)
             child = _start_federate(name, argv, run_dir)
@@ -145,10 +146,8 @@ def _raise_interrupted(signum, frame):
     raise _Interrupted()
 
 
-def _start_broker(run_dir: Path, settings: RunSettings, n_federates: int,
-                  core_type: str) -> _Child:
-    argv = [broker_executable(), f"--federates={n_federates}", f"--coretype={core_type}",
-            f"--port={settings.broker_port}",
+def _start_broker(run_dir: Path, settings: RunSettings, options: list[str]) -> _Child:
+    argv = [broker_executable(), *options, f"--port={settings.broker_port}",
             "--loglevel=warning", f"--name=gridsim-{os.getpid()}-{settings.broker_port}"]
     log_path = run_dir / "logs" / "broker.log"
     with log_path.open("w") as log_file:
