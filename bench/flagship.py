@@ -10,8 +10,13 @@ Each repetition runs ``gridsim run`` as a child process and measures:
   its descendants (the broker and every federate, reaped by the supervisor), from
   ``getrusage(RUSAGE_CHILDREN)`` before and after;
 - each federate's own compute: ``busy_cpu_s`` in timing.json, the CPU its loop spends
-  between a grant and its next request (everything but the wait for HELICS and start-up),
-  and ``process_cpu_s``, the whole process's CPU.
+  between a grant and its next request, plus ``setup_cpu_s``, its set-up before it entered
+  executing mode (models, compiles); and ``process_cpu_s``, the whole process's CPU, of
+  which ``import_cpu_s`` (interpreter and imports: near 0 when the supervisor forked it
+  with its modules loaded) and ``connect_cpu_s`` (joining HELICS); the rest of a
+  process's CPU is HELICS's: waiting for grants, moving messages;
+- the rest: the supervisor (its imports, the federates' modules it loads before forking
+  them, watching) and the broker: all processes' CPU minus the federates'.
 
 Medians with min and max over the repetitions. Targets (the composed-federation issue):
 wall under 8 s, and CPU of all processes under 1.5 x the federates' own compute.
@@ -61,11 +66,18 @@ def one_run(scenario: Path, out: Path) -> dict:
         "wall_s": timing["wall_s"], "command_s": command_s,
         "cpu_user_s": user1 - user0, "cpu_system_s": sys1 - sys0,
         "cpu_s": (user1 - user0) + (sys1 - sys0),
-        "own_compute_s": sum(f.get("busy_cpu_s", 0.0) for f in federates.values()),
-        "federates": {name: {"busy_cpu_s": f.get("busy_cpu_s"),
-                             "process_cpu_s": f.get("process_cpu_s")}
-                      for name, f in sorted(federates.items())},
+        "own_compute_s": sum(own_compute(f) for f in federates.values()),
+        "federates_cpu_s": sum(f.get("process_cpu_s", 0.0) for f in federates.values()),
+        "launch": timing.get("launch", {}),
+        "federates": {name: {key: f.get(key) for key in (
+            "busy_cpu_s", "setup_cpu_s", "import_cpu_s", "connect_cpu_s", "process_cpu_s")}
+            for name, f in sorted(federates.items())},
     }
+
+
+def own_compute(federate: dict) -> float:
+    """A federate's own compute: its loop's steps and its set-up (module doc)."""
+    return federate.get("busy_cpu_s", 0.0) + federate.get("setup_cpu_s", 0.0)
 
 
 def margin_sweep(scenario: Path, margins: list[float], tmp: Path) -> None:
@@ -124,16 +136,26 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.machine()} with {platform.python_version()}")
     for key, label in (("wall_s", "wall (run)"), ("command_s", "wall (command)"),
                        ("cpu_s", "CPU, all processes"), ("cpu_system_s", "  of it system"),
+                       ("federates_cpu_s", "  of it federates"),
                        ("own_compute_s", "federates' own compute")):
         print(f"{label:24s} {spread([r[key] for r in runs])}")
+    rest = [r["cpu_s"] - r["federates_cpu_s"] for r in runs]
+    print(f"{'supervisor and broker':24s} {spread(rest)}")
+    launches = {mode for r in runs for mode in r["launch"].values()}
+    print(f"{'federates started by':24s} {', '.join(sorted(launches)) or 'unknown'}")
     ratio = [r["cpu_s"] / r["own_compute_s"] for r in runs]
     print(f"{'CPU / own compute':24s} {statistics.median(ratio):.2f} "
           f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
-    print("per federate, median: own compute / process CPU")
+    print("per federate, median CPU seconds: own compute (steps + set-up), imports, joining "
+          "HELICS, the rest in HELICS, whole process")
     for name in runs[0]["federates"]:
-        busy = statistics.median(r["federates"][name]["busy_cpu_s"] or 0.0 for r in runs)
-        process = statistics.median(r["federates"][name]["process_cpu_s"] or 0.0 for r in runs)
-        print(f"  {name:12s} {busy:6.2f} s / {process:6.2f} s")
+        parts = [r["federates"][name] for r in runs]
+        own = [own_compute(f) for f in parts]
+        imports, connect, process = ([f[key] or 0.0 for f in parts] for key in (
+            "import_cpu_s", "connect_cpu_s", "process_cpu_s"))
+        helics = [p - o - i - c for p, o, i, c in zip(process, own, imports, connect)]
+        print(f"  {name:12s} " + " ".join(f"{statistics.median(values):6.2f}" for values in (
+            own, imports, connect, helics, process)))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from gridsim import __version__
-from gridsim.build import RunSettings, runner_json, write_build
+from gridsim.build import FEDERATE_ENV, RunSettings, runner_json, write_build
 from gridsim.cli.report import describe_definition, summary_lines
 from gridsim.components import COMBINE_RULES, QUANTITIES, builtin_types, load_definition
 from gridsim.errors import InputError
@@ -52,6 +52,8 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) -> None:
     """Run SCENARIO (YAML or wiring JSON) as a HELICS federation."""
+    # Before anything loads NumPy: forked federates inherit this process's BLAS threads.
+    os.environ.update({k: v for k, v in FEDERATE_ENV.items() if k not in os.environ})
     federation = _load(scenario)
     name = federation.scenario.name
     run_dir = Path(out) if out else Path("runs") / (

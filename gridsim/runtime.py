@@ -118,6 +118,7 @@ class HelicsRuntime:
     def enter(self) -> None:
         self.entered_cpu_s = time.process_time()
         self.fed.enter_executing_mode()
+        self._busy()  # the loop's work before its first time request is its own
 
     def step_times(self) -> Iterator[Step]:
         """Requests each time of `Clock.grants` from HELICS before yielding its step. After

@@ -15,6 +15,7 @@ Whatever happens, no child process survives: each process group gets SIGTERM, th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import selectors
@@ -38,6 +39,7 @@ from gridsim.build import (
     write_build,
 )
 from gridsim.components import builtin_types
+from gridsim.processes import ForkedProcess, fork_allowed, fork_module, forkable_module, preload
 from gridsim.wiring import Federation
 
 SUMMARY_SCHEMA = 1
@@ -56,12 +58,14 @@ class RunResult:
     wall_s: float = 0.0
     startup_s: float | None = None
     summary: dict = field(default_factory=dict)
+    launch: dict[str, str] = field(default_factory=dict)
+    """Federate name -> ``fork`` or ``spawn``: how its process started."""
 
 
 @dataclass
 class _Child:
     name: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen | ForkedProcess
     log_path: Path
     status_fd: int | None = None
     sim_time: float = -1.0
@@ -72,6 +76,8 @@ class _Child:
     """time.time() when the supervisor saw it exit (`gridsim.blame`)."""
     before_join: bool = False
     """It exited before the federation formed (`gridsim.blame`)."""
+    launch: str = "spawn"
+    """``fork`` or ``spawn`` (`gridsim.processes`)."""
 
 
 class _Interrupted(Exception):
@@ -99,7 +105,14 @@ def _port_free(port: int) -> bool:
 
 
 def broker_executable() -> str:
-    """The helics_broker next to this Python (virtual environment), else on PATH."""
+    """The helics_broker program: the binary inside the helics package, else the one next
+    to this Python or on PATH. (The one next to Python in a virtual environment is a
+    Python script that runs the binary as its child: 0.1 s of CPU and a process more.)"""
+    spec = importlib.util.find_spec("helics")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(folder) / "install" / "bin" / "helics_broker"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
     local = Path(sys.executable).parent / "helics_broker"
     found = str(local) if local.exists() else shutil.which("helics_broker")
     if not found:
@@ -125,9 +138,12 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
     try:
         children.append(_start_broker(
             run_dir, settings, broker_arguments(scenario, len(federation.federates))))
+        commands = {name: launch_command(federation, name, str(written["system"]), settings)
+                    for name in federation.federates}
+        modules = _modules_to_fork(commands)
         for name, inst in federation.federates.items():
-            argv = launch_command(federation, name, str(written["system"]), settings)
-            child = _start_federate(name, argv, run_dir)
+            child = _start_federate(name, commands[name], run_dir, modules.get(name),
+                                    [c.status_fd for c in children if c.status_fd is not None])
             child.periodic = not inst.timing.event_driven
             child.reports = builtin_types().get(inst.type) == inst.definition_path
             children.append(child)
@@ -138,6 +154,7 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
         _stop_all(children)
         signal.signal(signal.SIGTERM, previous)
     result.wall_s = time.perf_counter() - t0
+    result.launch = {c.name: c.launch for c in children if c.name != "broker"}
     _write_outputs(federation, result)
     return result
 
@@ -156,17 +173,38 @@ def _start_broker(run_dir: Path, settings: RunSettings, options: list[str]) -> _
     return _Child("broker", proc, log_path, periodic=False)
 
 
-def _start_federate(name: str, argv: list[str], run_dir: Path) -> _Child:
+def _modules_to_fork(commands: dict[str, list[str]]) -> dict[str, str]:
+    """Federate name -> module, for the built-in federates this process will fork
+    (`gridsim.processes`), after importing what they need. Empty when forking is off or not
+    safe, or when an import fails (each federate then starts fresh and reports the
+    failure in its own log)."""
+    if not fork_allowed():
+        return {}
+    modules = {name: m for name, argv in commands.items() if (m := forkable_module(argv))}
+    try:
+        preload(list(modules.values()))
+    except Exception:  # noqa: BLE001 -- the federates will fail visibly in their own logs
+        return {}
+    return modules if fork_allowed() else {}
+
+
+def _start_federate(name: str, argv: list[str], run_dir: Path, module: str | None,
+                    open_fds: list[int]) -> _Child:
+    """Start one federate: forked from this process when `module` is given, else spawned."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     env = {**FEDERATE_ENV, **os.environ, STATUS_FD_ENV: str(write_fd), "PYTHONUNBUFFERED": "1"}
     log_path = run_dir / "logs" / f"{name}.log"
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(argv, cwd=run_dir, stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-                                pass_fds=(write_fd,))
+    if module:
+        proc = fork_module(module, argv[3:], cwd=run_dir, log_path=log_path, env=env,
+                           keep_fd=write_fd, close_fds=[read_fd, *open_fds])
+    else:
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(argv, cwd=run_dir, stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env, pass_fds=(write_fd,))
     os.close(write_fd)
-    return _Child(name, proc, log_path, status_fd=read_fd)
+    return _Child(name, proc, log_path, status_fd=read_fd, launch="fork" if module else "spawn")
 
 
 def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
@@ -264,7 +302,7 @@ def _stop_all(children: list[_Child], grace_s: float = 3.0) -> None:
             child.status_fd = None
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def _signal_group(proc: subprocess.Popen | ForkedProcess, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -294,5 +332,6 @@ def _write_outputs(federation: Federation, result: RunResult) -> None:
     }
     (result.run_dir / "summary.json").write_text(
         json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
-    timing = {"wall_s": result.wall_s, "startup_s": result.startup_s, "federates": timings}
+    timing = {"wall_s": result.wall_s, "startup_s": result.startup_s, "federates": timings,
+              "launch": result.launch}
     (result.run_dir / "timing.json").write_text(json.dumps(timing, indent=2, sort_keys=True))

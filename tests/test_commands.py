@@ -80,6 +80,13 @@ def command_run(tmp_path_factory, write_scenario, run_gridsim):
     return code, stderr, out
 
 
+def test_a_users_federate_starts_as_its_own_program(run_dir):
+    """Built-in federates are forked from the supervisor; the commander, a user's
+    ``python commander.py``, is started as the program its definition names."""
+    launched = json.loads((run_dir / "timing.json").read_text())["launch"]
+    assert launched == {"feeder": "fork", "commander": "spawn", "recorder": "fork"}
+
+
 def logs(run_dir: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                      for p in sorted((run_dir / "logs").glob("*.log")))

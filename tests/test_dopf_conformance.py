@@ -75,10 +75,10 @@ def test_every_case_demands_the_exact_status():
 def test_kit_catches_duals_off_by_the_row_scale(monkeypatch):
     """The central QP's rows are divided by their norm; multipliers handed back in those
     scaled units (the row scale applied twice, or not at all) are not the standard form's."""
-    original = central._Built.duals
-    for wrong in (lambda self: original(self) * self.row_scale,
-                  lambda self: original(self) / self.row_scale):
-        monkeypatch.setattr(central._Built, "duals", wrong)
+    original = central._Scaled.duals
+    for wrong in (lambda self, *args: original(self, *args) * self.row_scale,
+                  lambda self, *args: original(self, *args) / self.row_scale):
+        monkeypatch.setattr(central._Scaled, "duals", wrong)
         failures = conformance.check_case("central", conformance.curtailment_only())
         assert any(f.startswith("duals [") for f in failures), failures
         assert any("not stationary" in f for f in failures), failures
@@ -149,18 +149,20 @@ def test_registry_by_name():
         make("newton")
 
 
-def test_central_builds_once_per_shape(random_cases):
-    """Unscreened, one cvxpy problem per problem shape; screened, one per size of the row
-    set, and a problem solved again reuses them."""
-    problems = [case.problem for case in random_cases[:3]]
-    unscreened = make("central", screen=False)
-    for problem in problems:
-        unscreened.solve(problem)
-    assert len(unscreened._built) == len({p.shape_key for p in problems})
-    screened = make("central")
-    for _ in range(2):
-        screened.solve(problems[0])
-    built = dict(screened._built)
-    screened.solve(problems[0])
-    assert all(screened._built[key] is value for key, value in built.items())
-    assert len(screened._built) == len(built)
+@pytest.mark.parametrize("screen", [True, False])
+def test_central_solvers_agree(random_cases, screen):
+    """CLARABEL and OSQP, each through its own interface, reach the same optimum and the
+    same multipliers, screened or not; a warm start (OSQP uses it) changes nothing."""
+    for case in random_cases[:4]:
+        problem = case.problem
+        reference = make("central", screen=screen).solve(problem)
+        assert reference.status == "optimal"
+        for other in (make("central", solver="OSQP", screen=screen).solve(problem),
+                      make("central", solver="OSQP", screen=screen).solve(
+                          problem, warm_start=reference)):
+            assert other.status == "optimal"
+            scale = np.maximum(problem.standard_form.hi - problem.standard_form.lo, 1.0)
+            assert np.max(np.abs(other.x - reference.x) / scale) < 1e-5
+            assert abs(problem.standard_form.objective(other.x)
+                       - problem.standard_form.objective(reference.x)) <= 1e-6 * max(
+                1.0, abs(problem.standard_form.objective(reference.x)))

@@ -80,8 +80,8 @@ def wait_for_steps(proc: subprocess.Popen, db_path: Path, at_least: int,
 
 def federate_pid(proc_tools, module: str, run_dir: Path) -> int:
     """The pid of ``python -m gridsim.federates.MODULE ... --run-dir RUN_DIR``."""
-    found = [pid for pid, argv in proc_tools.processes_with(f"gridsim.federates.{module}").items()
-             if str(run_dir) in argv and "-m" in argv]
+    found = [pid for pid, argv in proc_tools.processes_with(
+                 f"-m gridsim.federates.{module} ", f" --run-dir {run_dir} ").items()]
     assert len(found) == 1, f"expected one {module} process for {run_dir}, found {found}"
     return found[0]
 
@@ -149,11 +149,18 @@ def test_run_ieee13_outputs(bundled_run, run_gridsim):
 # -- determinism and concurrency ---------------------------------------------------------
 
 
-def test_same_scenario_twice_gives_identical_summary(tmp_path, short_ieee13, run_gridsim):
+def test_same_scenario_twice_gives_identical_summary(tmp_path, short_ieee13, gridsim_exe,
+                                                     proc_tools):
+    """Twice, once with the federates forked from the supervisor (the default) and once
+    started as fresh interpreters (``GRIDSIM_LAUNCH=spawn``): the same numbers."""
     outs = [tmp_path / "a", tmp_path / "b"]
-    for out in outs:
-        code, _, stderr = run_gridsim("run", short_ieee13, "--out", out, "--quiet", timeout=60)
+    for out, launch in zip(outs, ("fork", "spawn")):
+        env = {**proc_tools.venv_env(), "GRIDSIM_LAUNCH": launch}
+        code, _, stderr = proc_tools.run_command(
+            [gridsim_exe, "run", short_ieee13, "--out", out, "--quiet"], timeout=60, env=env)
         assert code == 0, stderr
+        launched = json.loads((out / "timing.json").read_text())["launch"]
+        assert launched == {"feeder": launch, "recorder": launch}
     first, second = ((o / "summary.json").read_bytes() for o in outs)
     assert json.loads(first)["n_steps"] == 12
     assert json.loads(first)["status"] == "ok"

@@ -311,3 +311,15 @@ def test_an_unconverged_estimate_removes_nothing_and_is_no_warm_start():
     result = est.estimate(ms)
     assert not result.converged and result.removed == []
     assert np.array_equal(est.x, est.x_prior)
+
+
+def test_chi2_quantile_is_scipy_stats_own():
+    """The estimator's threshold without importing scipy.stats: the same numbers, bit for
+    bit, over the confidences and degrees of freedom a run can meet."""
+    from scipy.stats import chi2
+
+    from gridsim.federates.wls.estimator import chi2_quantile
+
+    for confidence in (0.9, 0.95, 0.99, 0.999):
+        for dof in (1, 2, 3, 7, 50, 299, 1000, 9999):
+            assert chi2_quantile(confidence, dof) == float(chi2.ppf(confidence, dof))

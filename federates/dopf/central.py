@@ -1,9 +1,11 @@
-"""The central DOPF: the standard form handed to an off-the-shelf QP solver through cvxpy.
+"""The central DOPF: the standard form handed to an off-the-shelf QP solver, CLARABEL (the
+default) or OSQP, through their own Python interfaces.
 
-This is the reference every other algorithm is checked against. The cvxpy problem is built
-once per size with a `cp.Parameter` for every number that changes between steps (``g``,
-``sqrt(h)``, ``A``, ``b``, ``lo``, ``hi``: the operating point, the sensitivities, the
-limits, the availabilities), in DPP form, so a step only copies numbers in and re-solves.
+This is the reference every other algorithm is checked against. Each solve assembles the
+scaled problem as sparse matrices (`_Scaled`) and hands it to the solver; there is nothing
+to build or cache between steps. (Through cvxpy, as it was first written, the problem had to
+be built once per size with a parameter for every number, and importing cvxpy cost 0.47 s
+of every run's start-up, more than the DOPF's own compute on a day of IEEE 123.)
 
 **Screening.** By default only the voltage limits that can matter are handed to the solver
 (`gridsim.federates.dopf.screening`: box screening, then row generation; exact). It is what
@@ -14,21 +16,17 @@ problem (noon, PV x3: 9,427 limited nodes, 356 variables), per solve: 32 rows 16
 every limit (9,501 nodes, neutrals and floating deltas still limited): 30 s to build, 30 s
 per solve. Box screening alone keeps 7,684 nodes: 84 s for the first solve, 81 s for the next.
 Row generation: 152 nodes, one round, 0.15 s, the same objective (0.70868039427 against
-box screening's 0.70868039426). A whole DOPF step (linearize, build, solve) takes 0.45 s
-median, 0.70 s with the 18 regulators and 10 banks (bench/README.md). On IEEE 123's noon
-problem (274 nodes, 5 above 1.05) 16 nodes: 2.6-3.5 ms per solve against 11.3 ms.
+box screening's 0.70868039426). On IEEE 123's noon problem (274 nodes, 5 above 1.05)
+16 nodes: 2.6-3.5 ms per solve against 11.3 ms. (These figures were measured through
+cvxpy; the solver's work is the same.)
 
-**Sizes and the cache.** The row set changes from step to step, so the built problem is
-kept per bucket of rows (`bucket`: 16, 24, 32, 40, 56, 72, 96, 120, 152, 192, ... 25% apart)
-and variable count; a row set is filled up to its bucket with the next nearest nodes to a
-limit (real rows rather than zero rows: they may save a round). A new bucket costs a
-build: about 0.1 s at 152 rows (IEEE 9500's first step 0.55 s against 0.45 s). The last
-`CentralDOPF.CACHED` built problems are kept. ``screen=False`` solves every row, one build
-per `DOPFProblem.shape_key`.
+**Row sets.** A row set is filled up to its `bucket` (16, 24, 32, 40, 56, 72, 96, 120, 152,
+192, ... 25% apart) with the next nearest nodes to a limit: real rows that may save a round
+of row generation.
 
 Solver choice, measured on 200 random instances of IEEE 123's size (`random_instance`
-seeds 2024 and 7: 280 nodes, 14 PV, 90 loads, so 118 variables and 560-561 rows), re-solving
-the built problem without screening, wall time of `CentralDOPF.solve` on a 2-core machine:
+seeds 2024 and 7: 280 nodes, 14 PV, 90 loads, so 118 variables and 560-561 rows), without
+screening, wall time of a solve on a 2-core machine (through cvxpy):
 
 ============================  ===========  =========  =========  ========================
 solver                        median       p90        max        iterations (median)
@@ -42,116 +40,167 @@ All three solve every instance; their objectives agree within 1e-7 (relative). C
 with the ``qdldl`` linear solver is the default: fastest and predictable (an interior
 point method: 13-18 iterations whatever the instance; it ignores warm starts). OSQP stays
 available (``CentralDOPF("OSQP")``) and uses warm starts. Both need the scaling of
-`_Built`; unscaled, OSQP did not reach even 1e-5 on half of the instances. With screening
-CLARABEL takes 42 ms median (p90 65 ms, max 89 ms) on the same instances: half their
-nodes are above 1.05 with no action, so the rows fall only from 280 to 152 (median).
-On IEEE 9500's rows faer took 0.50-0.60 s at 256 rows (qdldl 0.31 s) and 0.80-0.87 s at
-512 (qdldl 1.38 s); row generation keeps the sets small, so qdldl stays.
+`_Scaled`; unscaled, OSQP did not reach even 1e-5 on half of the instances. On IEEE 9500's
+rows faer took 0.50-0.60 s at 256 rows (qdldl 0.31 s) and 0.80-0.87 s at 512 (qdldl
+1.38 s); row generation keeps the sets small, so qdldl stays.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
-from collections import OrderedDict
 
-import cvxpy as cp
+import clarabel
 import numpy as np
+import osqp
+import scipy.sparse as sp
 
 from gridsim.federates.dopf.problem import DOPFProblem, Solution, Status
 from gridsim.federates.dopf.screening import RowGeneration
 
-STATUS_MAP: dict[str, Status] = {
-    cp.OPTIMAL: "optimal",
-    cp.OPTIMAL_INACCURATE: "failed",
-    cp.INFEASIBLE: "infeasible",
-    cp.INFEASIBLE_INACCURATE: "infeasible",
-    cp.UNBOUNDED: "failed",
-    cp.UNBOUNDED_INACCURATE: "failed",
-    cp.USER_LIMIT: "max_iterations",
-    cp.SOLVER_ERROR: "failed",
+CLARABEL_STATUS: dict[str, Status] = {
+    "Solved": "optimal",
+    "PrimalInfeasible": "infeasible",
+    "AlmostPrimalInfeasible": "infeasible",
+    "MaxIterations": "max_iterations",
+    "MaxTime": "max_iterations",
 }
-"""cvxpy status -> ours. An inaccurate optimum is a failure: this is the reference."""
+"""CLARABEL's status (by name) -> ours; any other is ``failed``. An inaccurate optimum
+(``AlmostSolved``) is a failure: this is the reference."""
+
+OSQP_STATUS: dict[int, Status] = {
+    osqp.SolverStatus.OSQP_SOLVED: "optimal",
+    osqp.SolverStatus.OSQP_PRIMAL_INFEASIBLE: "infeasible",
+    osqp.SolverStatus.OSQP_PRIMAL_INFEASIBLE_INACCURATE: "infeasible",
+    osqp.SolverStatus.OSQP_MAX_ITER_REACHED: "max_iterations",
+    osqp.SolverStatus.OSQP_TIME_LIMIT_REACHED: "max_iterations",
+}
+"""OSQP's status -> ours; any other is ``failed``."""
 
 SOLVER_OPTIONS: dict[str, dict] = {
-    "OSQP": {"eps_abs": 1e-7, "eps_rel": 1e-7, "polish": True, "max_iter": 100_000},
+    "OSQP": {"eps_abs": 1e-7, "eps_rel": 1e-7, "polishing": True, "max_iter": 100_000},
     "CLARABEL": {"tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9, "tol_feas": 1e-9,
                  "direct_solve_method": "qdldl"},
 }
 """Tight tolerances per supported solver, so the reference is trustworthy."""
 
 
-class _Built:
-    """One cvxpy problem for ``rows`` nodes and one variable count, with its parameters, in
-    scaled units; a smaller problem fills the first rows, the rest are zero rows.
+class _Scaled:
+    """The problem in scaled units, over ``z = (y, v)``.
 
     Variables ``y = x / s`` with ``s = max(hi - lo, 1)`` (every variable spans about [0, 1]),
     voltages as an auxiliary ``v = C y`` with two-sided bounds (the dense sensitivity block
     appears once, not twice: both solvers ran twice as fast), every row divided by its norm.
-    Unscaled, OSQP reached its iteration limit on half of the instances even at 1e-5.
+    A missing limit (``inf``) becomes ``sqrt(n) + 1``, which no row reaches: every
+    ``|y_i| <= 1`` (``lo <= 0 <= hi``) and every row has norm 1.
     """
 
-    def __init__(self, rows: int, n: int, p_sub: bool) -> None:
-        self.rows = rows
-        self.y = cp.Variable(n)
-        v = cp.Variable(rows)
-        self.g = cp.Parameter(n)
-        self.sqrt_h = cp.Parameter(n, nonneg=True)
-        self.C = cp.Parameter((rows, n))
-        self.v_lo, self.v_hi = cp.Parameter(rows), cp.Parameter(rows)
-        self.lo, self.hi = cp.Parameter(n), cp.Parameter(n)
-        self.v_upper, self.v_lower = v <= self.v_hi, v >= self.v_lo
-        constraints = [v == self.C @ self.y, self.v_upper, self.v_lower,
-                       self.y >= self.lo, self.y <= self.hi]
-        self.p_row = self.p_max = self.p_upper = None
-        if p_sub:
-            self.p_row, self.p_max = cp.Parameter(n), cp.Parameter()
-            self.p_upper = self.p_row @ self.y <= self.p_max
-            constraints.append(self.p_upper)
-        objective = self.g @ self.y + 0.5 * cp.sum_squares(cp.multiply(self.sqrt_h, self.y))
-        self.problem = cp.Problem(cp.Minimize(objective), constraints)
-        self.x_scale = np.ones(n)
-        self.row_scale = np.ones(0)
-        self.n_node = 0
-
-    def load(self, problem: DOPFProblem) -> None:
-        """Copy the problem's numbers into the parameters, scaled. A missing limit
-        (``inf``) becomes ``sqrt(n) + 1``, which no row reaches: every ``|y_i| <= 1``
-        (``lo <= 0 <= hi``) and every row has norm 1."""
+    def __init__(self, problem: DOPFProblem) -> None:
         sf = problem.standard_form
         s = np.maximum(sf.hi - sf.lo, 1.0)
         rows = sf.A * s
         norms = np.linalg.norm(rows, axis=1)
         d = 1.0 / np.where(norms > 0, norms, 1.0)
-        self.x_scale, self.row_scale, self.n_node = s, d, problem.n_node
         upper, far = sf.rows_v_max, np.sqrt(s.size) + 1.0
-        self.g.value, self.sqrt_h.value = sf.g * s, np.sqrt(sf.h) * s
-        self.C.value = _padded(d[upper, None] * rows[upper], self.rows)
-        self.v_hi.value = _padded(np.minimum(d[upper] * sf.b[upper], far), self.rows, 1.0)
-        self.v_lo.value = _padded(np.maximum(-d[upper] * sf.b[sf.rows_v_min], -far),
-                                  self.rows, -1.0)
-        self.lo.value, self.hi.value = sf.lo / s, sf.hi / s
-        if self.p_row is not None:
+        self.n, self.k = s.size, problem.n_node
+        self.x_scale, self.row_scale = s, d
+        self.g, self.h = sf.g * s, sf.h * s * s
+        self.C = d[upper, None] * rows[upper]
+        self.v_hi = np.minimum(d[upper] * sf.b[upper], far)
+        self.v_lo = np.maximum(-d[upper] * sf.b[sf.rows_v_min], -far)
+        self.lo, self.hi = sf.lo / s, sf.hi / s
+        self.p_row = self.p_max = None
+        if sf.row_p_sub is not None:
             row = sf.row_p_sub
-            self.p_row.value, self.p_max.value = d[row] * rows[row], d[row] * sf.b[row]
+            self.p_row, self.p_max = d[row] * rows[row], d[row] * sf.b[row]
 
-    def x(self) -> np.ndarray:
-        return self.x_scale * self.y.value
+    def objective(self) -> tuple[sp.csc_matrix, np.ndarray]:
+        """``P`` (upper triangle, CSC) and ``q`` over ``z``."""
+        size = self.n + self.k
+        P = sp.csc_matrix((self.h, (np.arange(self.n), np.arange(self.n))), shape=(size, size))
+        return P, np.concatenate([self.g, np.zeros(self.k)])
 
-    def duals(self) -> np.ndarray:
-        """Multipliers of the standard-form rows ``A x <= b``, unscaled."""
-        k = self.n_node
-        parts = [self.v_upper.dual_value[:k], self.v_lower.dual_value[:k]]
-        if self.p_upper is not None:
-            parts.append(np.atleast_1d(self.p_upper.dual_value))
+    def coupling(self) -> sp.csr_matrix:
+        """``[-C, I]``: the rows of ``v - C y = 0``."""
+        return sp.hstack([sp.csr_matrix(-self.C), sp.identity(self.k, format="csr")],
+                         format="csr")
+
+    def selectors(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``[0, I]`` (picks ``v``) and ``[I, 0]`` (picks ``y``)."""
+        n, k = self.n, self.k
+        pick_v = sp.hstack([sp.csr_matrix((k, n)), sp.identity(k, format="csr")], format="csr")
+        pick_y = sp.hstack([sp.identity(n, format="csr"), sp.csr_matrix((n, k))], format="csr")
+        return pick_v, pick_y
+
+    def p_block(self) -> sp.csr_matrix:
+        return sp.csr_matrix(np.concatenate([self.p_row, np.zeros(self.k)])[None, :])
+
+    def x(self, z: np.ndarray) -> np.ndarray:
+        return self.x_scale * z[:self.n]
+
+    def duals(self, upper: np.ndarray, lower: np.ndarray, p: float | None) -> np.ndarray:
+        """Multipliers of the standard-form rows ``A x <= b``, unscaled, from the scaled
+        multipliers of ``v <= v_hi``, ``v >= v_lo`` and the substation row."""
+        parts = [upper, lower] + ([np.atleast_1d(p)] if p is not None else [])
         return self.row_scale * np.maximum(np.concatenate(parts), 0.0)
 
 
-def _padded(values: np.ndarray, rows: int, fill: float = 0.0) -> np.ndarray:
-    """`values` (rows first) with ``fill`` rows appended up to `rows`."""
-    out = np.full((rows,) + values.shape[1:], fill)
-    out[:len(values)] = values
-    return out
+def _solve_clarabel(scaled: _Scaled, options: dict) -> tuple[str, int, np.ndarray | None,
+                                                               np.ndarray | None]:
+    """CLARABEL on ``A z + s = b``: the coupling rows in the zero cone, every bound and the
+    substation row in the nonnegative cone (their duals are the multipliers, >= 0)."""
+    P, q = scaled.objective()
+    pick_v, pick_y = scaled.selectors()
+    blocks = [scaled.coupling(), pick_v, -pick_v, -pick_y, pick_y]
+    b = [np.zeros(scaled.k), scaled.v_hi, -scaled.v_lo, -scaled.lo, scaled.hi]
+    if scaled.p_row is not None:
+        blocks.append(scaled.p_block())
+        b.append(np.atleast_1d(scaled.p_max))
+    A = sp.vstack(blocks, format="csc")
+    b = np.concatenate(b)
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    for key, value in options.items():
+        setattr(settings, key, value)
+    result = clarabel.DefaultSolver(P, q, A, b, [clarabel.ZeroConeT(scaled.k),
+                                                 clarabel.NonnegativeConeT(len(b) - scaled.k)],
+                                    settings).solve()
+    status = CLARABEL_STATUS.get(str(result.status), "failed")
+    if status != "optimal":
+        return status, int(result.iterations), None, None
+    z, dual = np.asarray(result.x), np.asarray(result.z)
+    k = scaled.k
+    p = dual[-1] if scaled.p_row is not None else None
+    return status, int(result.iterations), z, scaled.duals(dual[k:2 * k], dual[2 * k:3 * k], p)
+
+
+def _solve_osqp(scaled: _Scaled, options: dict, warm_x: np.ndarray | None
+                ) -> tuple[str, int, np.ndarray | None, np.ndarray | None]:
+    """OSQP on ``l <= A z <= u``; a row's dual is positive at its upper bound, negative at
+    its lower one."""
+    P, q = scaled.objective()
+    pick_v, pick_y = scaled.selectors()
+    blocks = [scaled.coupling(), pick_v, pick_y]
+    lower = [np.zeros(scaled.k), scaled.v_lo, scaled.lo]
+    upper = [np.zeros(scaled.k), scaled.v_hi, scaled.hi]
+    if scaled.p_row is not None:
+        blocks.append(scaled.p_block())
+        lower.append([-np.inf])
+        upper.append(np.atleast_1d(scaled.p_max))
+    solver = osqp.OSQP()
+    solver.setup(P, q, sp.vstack(blocks, format="csc"), np.concatenate(lower),
+                 np.concatenate(upper), verbose=False, **options)
+    if warm_x is not None:
+        y = warm_x / scaled.x_scale
+        solver.warm_start(x=np.concatenate([y, scaled.C @ y]))
+    result = solver.solve(raise_error=False)
+    status = OSQP_STATUS.get(result.info.status_val, "failed")
+    if status != "optimal":
+        return status, int(result.info.iter), None, None
+    dual, k = np.asarray(result.y), scaled.k
+    v_dual = dual[k:2 * k]
+    p = dual[-1] if scaled.p_row is not None else None
+    return status, int(result.info.iter), np.asarray(result.x), scaled.duals(
+        np.maximum(v_dual, 0.0), np.maximum(-v_dual, 0.0), p)
 
 
 def bucket(n_node: int) -> int:
@@ -175,8 +224,6 @@ class CentralDOPF:
 
     name = "central"
     SUPPORTED_SOLVERS = tuple(SOLVER_OPTIONS)
-    CACHED = 6
-    """Built problems kept (the least recently used is dropped)."""
     ROW_TOLERANCE_PU = 1e-8
     """A left-out limit exceeded by less than this holds (`RowGeneration`)."""
 
@@ -187,45 +234,29 @@ class CentralDOPF:
         self.options = {**SOLVER_OPTIONS[solver], **options}
         self.screen = screen
         self.rows = RowGeneration(self.ROW_TOLERANCE_PU)
-        self._built: OrderedDict[tuple, _Built] = OrderedDict()
-
-    def _get(self, problem: DOPFProblem, rows: int) -> _Built:
-        key = (rows, 2 * problem.n_pv + problem.n_load, problem.p_sub_max_kw is not None)
-        if key not in self._built:
-            self._built[key] = _Built(*key)
-            while len(self._built) > self.CACHED:
-                self._built.popitem(last=False)
-        self._built.move_to_end(key)
-        return self._built[key]
 
     def solve(self, problem: DOPFProblem, warm_start: Solution | None = None) -> Solution:
         """Solve `problem`; a warm start's ``x`` seeds the solver (OSQP uses it)."""
         if not self.screen:
-            return self._solve(problem, warm_start, problem.n_node)
-        return self.rows.solve(problem, lambda reduced, warm: self._solve(
-            reduced, warm, bucket(reduced.n_node)), warm_start, size=bucket)
+            return self._solve(problem, warm_start)
+        return self.rows.solve(problem, self._solve, warm_start, size=bucket)
 
-    def _solve(self, problem: DOPFProblem, warm_start: Solution | None,
-               rows: int) -> Solution:
+    def _solve(self, problem: DOPFProblem, warm_start: Solution | None) -> Solution:
         start = time.perf_counter()
-        built = self._get(problem, rows)
-        built.load(problem)
-        use_warm = (warm_start is not None and warm_start.x.shape == built.x_scale.shape
-                    and bool(np.all(np.isfinite(warm_start.x))))
-        if use_warm:
-            built.y.value = warm_start.x / built.x_scale
+        scaled = _Scaled(problem)
+        warm_x = None
+        if (warm_start is not None and warm_start.x.shape == scaled.x_scale.shape
+                and bool(np.all(np.isfinite(warm_start.x)))):
+            warm_x = warm_start.x
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "may be inaccurate": a status
-                built.problem.solve(solver=self.solver, warm_start=use_warm,
-                                    **self.options)
-        except (cp.error.SolverError, ValueError, ArithmeticError):
+            if self.solver == "OSQP":
+                status, iterations, z, duals = _solve_osqp(scaled, self.options, warm_x)
+            else:
+                status, iterations, z, duals = _solve_clarabel(scaled, self.options)
+        except (ValueError, ArithmeticError, RuntimeError):
             return Solution.from_x(problem, None, "failed", 0, time.perf_counter() - start)
-        status = STATUS_MAP.get(built.problem.status, "failed")
-        stats = built.problem.solver_stats
-        iterations = int(stats.num_iters or 0) if stats is not None else 0
-        if status != "optimal":
-            return Solution.from_x(problem, None, status, iterations,
-                                   time.perf_counter() - start)
-        return Solution.from_x(problem, built.x(), status, iterations,
-                               time.perf_counter() - start, built.duals())
+        if z is None or not np.all(np.isfinite(z)):
+            return Solution.from_x(problem, None, status if z is None else "failed",
+                                   iterations, time.perf_counter() - start)
+        return Solution.from_x(problem, scaled.x(z), status, iterations,
+                               time.perf_counter() - start, duals)

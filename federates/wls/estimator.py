@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.stats import chi2
+from scipy.special import gammaincinv
 
 from gridsim.federates.wls.functions import Functions
 from gridsim.federates.wls.measurements import MeasurementSet
@@ -254,7 +254,7 @@ class WLSEstimator:
             objective = float(r @ r)
             dof = len(ms) - (2 * self.net.n - 2 * len(self.net.zero_injection)
                              - len(self.net.slack))
-            threshold = float(chi2.ppf(self.settings.chi2_confidence, dof)) if dof > 0 else None
+            threshold = chi2_quantile(self.settings.chi2_confidence, dof) if dof > 0 else None
             if not converged or len(removed) >= self.settings.max_removals:
                 break  # normalized residuals of an unconverged state would name any meter
             suspect = self._largest_normalized_residual(ms, lu, r, threshold, objective)
@@ -311,3 +311,9 @@ class WLSEstimator:
         response = lu.solve(rhs)[len(ms):len(ms) + 2 * n]
         influence = np.hypot(response[:n], response[n:]) / np.sqrt(2.0)
         return np.flatnonzero(influence > self.settings.unobservable_influence)
+
+
+def chi2_quantile(confidence: float, dof: int) -> float:
+    """``scipy.stats.chi2.ppf(confidence, dof)``, by the same formula, without importing
+    scipy.stats (0.35 s of start-up)."""
+    return float(2.0 * gammaincinv(dof / 2.0, confidence))
