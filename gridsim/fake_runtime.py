@@ -120,9 +120,9 @@ class FakeRuntime:
     def enter(self) -> None:
         self.granted_s = self._federation.request(self, 0.0)
 
-    def step_times(self) -> Iterator[Step]:
+    def step_times(self, only: Iterable[int] | None = None) -> Iterator[Step]:
         clock = self.config.clock
-        for k, t in enumerate(clock.grants()):
+        for k, t in clock.chosen_grants(only):
             if t > 0:
                 self.granted_s = self._federation.request(self, t)
             yield Step(k, clock.data_time(self.granted_s), self.granted_s)

@@ -72,6 +72,18 @@ class Clock:
             yield t
             k += 1
 
+    def chosen_grants(self, only: Iterable[int] | None) -> Iterator[tuple[int, float]]:
+        """``(k, time)`` of `grants`, or of those whose index is in `only`."""
+        if only is None:
+            yield from enumerate(self.grants())
+            return
+        wanted = sorted(set(only))
+        for k, t in enumerate(self.grants()):
+            if not wanted or k > wanted[-1]:
+                return
+            if k in wanted:
+                yield k, t
+
 
 class Step(NamedTuple):
     """One granted time of a periodic federate."""
@@ -154,8 +166,10 @@ class Runtime(Protocol):
     def enter(self) -> None:
         """Enter executing mode (time 0)."""
 
-    def step_times(self) -> Iterator[Step]:
-        """The periodic federate's steps; each is granted before it is yielded."""
+    def step_times(self, only: Iterable[int] | None = None) -> Iterator[Step]:
+        """The periodic federate's steps; each is granted before it is yielded. With
+        `only` (indices of `Clock.grants`), just those: the federate is not woken in
+        between, and leaves after the last (a federate that acts only at known times)."""
 
     def next_event(self) -> float | None:
         """Event-driven federates: the time of the next update; None once the run ends."""

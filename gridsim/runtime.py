@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,15 +120,15 @@ class HelicsRuntime:
         self.fed.enter_executing_mode()
         self._busy()  # the loop's work before its first time request is its own
 
-    def step_times(self) -> Iterator[Step]:
-        """Requests each time of `Clock.grants` from HELICS before yielding its step. After
-        the last step the federate simply leaves (`close`): requesting the maximum time
-        instead, to end together, deadlocked as soon as two federates fed each other
-        (feeder and DOPF)."""
+    def step_times(self, only: Iterable[int] | None = None) -> Iterator[Step]:
+        """Requests each time of `Clock.grants` (or of those in `only`) from HELICS before
+        yielding its step. After the last step the federate simply leaves (`close`):
+        requesting the maximum time instead, to end together, deadlocked as soon as two
+        federates fed each other (feeder and DOPF)."""
         clock = self.config.clock
         began = time.perf_counter()
         granted = 0.0
-        for k, t in enumerate(clock.grants()):
+        for k, t in clock.chosen_grants(only):
             self._idle()
             if t > 0:
                 granted = self.fed.request_time(t)

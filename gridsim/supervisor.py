@@ -227,8 +227,9 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
         periodic = [c for c in federates if c.periodic]
         if startup_s is None and periodic and all(c.sim_time >= 0 for c in periodic):
             startup_s = time.perf_counter() - t0
-        if progress is not None:
-            progress(min((c.sim_time for c in periodic), default=0.0), duration_s)
+        running = [c for c in periodic if c.proc.poll() is None]  # some leave early
+        if progress is not None and running:
+            progress(min(c.sim_time for c in running), duration_s)
         if has_failed(federates):
             blamed, reason = culprit(federates, run_dir)
             return _failure(blamed, run_dir, reason, startup_s)
@@ -239,7 +240,7 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
             result = RunResult(True, run_dir, startup_s=startup_s)
             return result
         if time.perf_counter() - t0 > timeout_s:
-            laggard = min(periodic or federates, key=lambda c: c.sim_time)
+            laggard = min(running or periodic or federates, key=lambda c: c.sim_time)
             return _failure(laggard, run_dir,
                             f"wall-clock limit of {timeout_s:.0f} s reached (stuck at "
                             f"t={max(laggard.sim_time, 0):.0f} s)", startup_s)

@@ -96,6 +96,25 @@ def test_a_chain_of_offsets_sees_the_same_step_and_an_event_federate_every_updat
     assert result["listener"]["woken"] == expected
 
 
+def test_a_federate_granted_only_some_steps_leaves_after_the_last():
+    """``step_times(only=...)``: the producer publishes at steps 1 and 3 only and then
+    leaves; the others run to the end and see its last count kept."""
+    def sparse(rt) -> dict:
+        rt.enter()
+        granted = []
+        for step in rt.step_times(only=[3, 1]):
+            granted.append((step.index, step.granted_s))
+            rt.publish("count", m.PowersReal(time_s=step.time_s, ids=["k"],
+                                             values=[step.index], units="kW"))
+        return {"granted": granted}
+
+    result = toy().run({"producer": sparse, "consumer": consumer, "listener": listener})
+    assert result["producer"]["granted"] == [(1, STEP_S), (3, 3 * STEP_S)]
+    assert result["consumer"]["seen"] == [(k * STEP_S + 1.0, v) for k, v in
+                                          ((1, 1), (2, 1), (3, 3), (4, 3))]
+    assert result["consumer"]["skipped_steps"] == 1
+
+
 def test_a_needed_input_that_never_arrives_skips_the_step():
     """Inputs the producer never publishes on: every consumer step is skipped and counted,
     nothing is published."""

@@ -71,3 +71,19 @@ def test_regulator_voltage_limit_drives_the_dopf(run_data, tmp_path):
     assert max(above) <= 4, v_max
     assert max(v_max[40:60]) < 1.045  # the 1.05 scenario sits at 1.050 here
     assert summary["regulator"]["revisions"][0]["v_max_pu"] == 1.04
+
+
+def test_regulator_is_granted_only_where_the_policy_changes():
+    """The steps the regulator asks HELICS for: the first, and the first step at or after
+    each change (a change between steps takes effect at the next one)."""
+    from datetime import datetime
+
+    from gridsim.federates.regulator.federate import publishing_steps
+    from gridsim.federates.regulator.policy import RegulatorSettings
+    from gridsim.loop import Clock
+
+    settings = RegulatorSettings.from_parameters(
+        {**BASE, "changes": [{"at_h": 3, "v_max": 1.04}, {"at_h": 14.1, "v_max": 1.045}]})
+    clock = Clock(datetime(2026, 7, 1), 900.0, 96, 900.0, 0.5)
+    assert publishing_steps(settings, clock) == [0, 12, 57]
+    assert publishing_steps(RegulatorSettings.from_parameters(BASE), clock) == [0]

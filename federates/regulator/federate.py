@@ -1,13 +1,25 @@
 """The regulator's loop: publish the policy at the first step and whenever it changes.
 
 Timing: periodic at offset 0.5 s, so the policy of step k reaches the market and the DOPF
-(later offsets) within the same step.
+(later offsets) within the same step. It is granted only the steps at which the policy
+changes (`publishing_steps`) and leaves after the last: it costs nothing in between.
 """
 
 from __future__ import annotations
 
 from gridsim.federates.regulator.policy import RegulatorSettings
-from gridsim.loop import Runtime
+from gridsim.loop import Clock, Runtime
+
+
+def publishing_steps(settings: RegulatorSettings, clock: Clock) -> list[int]:
+    """Indices of the grants at which a new revision of the policy is in force."""
+    steps, current = [], -1
+    for k, t in enumerate(clock.grants()):
+        revision = settings.policy_at(clock.data_time(t)).revision
+        if revision != current:
+            steps.append(k)
+            current = revision
+    return steps
 
 
 def run(rt: Runtime) -> dict:
@@ -16,7 +28,7 @@ def run(rt: Runtime) -> dict:
     published: list[dict] = []
     current = -1
     rt.enter()
-    for step in rt.step_times():
+    for step in rt.step_times(only=publishing_steps(settings, rt.config.clock)):
         policy = settings.policy_at(step.time_s)
         if policy.revision != current:
             rt.publish("policy", policy)
