@@ -90,10 +90,11 @@ class Scenario(BaseModel):
     step_s: float = Field(gt=0)
     seed: int = 0
     core_type: Literal["zmq", "zmq_ss", "tcp", "tcp_ss", "ipc"] = "zmq"
-    time_coordination: Literal["global", "distributed"] = Field(
-        "global", description="HELICS's time coordinator: 'global' (the broker grants every "
-                              "federate's time; far fewer messages when federates feed each "
-                              "other in a loop) or 'distributed' (HELICS's default).")
+    time_coordination: Literal["auto", "global", "distributed"] = Field(
+        "auto", description="HELICS's time coordinator: 'global' (the broker grants every "
+                            "federate's time), 'distributed' (HELICS's default), or 'auto': "
+                            "global when federates feed each other in a loop, else "
+                            "distributed.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of a run.")
     components: dict[str, str] = Field(
         {}, description="Extra federate types: type name -> component_definition.json path."

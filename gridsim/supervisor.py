@@ -136,8 +136,7 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
     children: list[_Child] = []
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        children.append(_start_broker(
-            run_dir, settings, broker_arguments(scenario, len(federation.federates))))
+        children.append(_start_broker(run_dir, settings, broker_arguments(federation)))
         commands = {name: launch_command(federation, name, str(written["system"]), settings)
                     for name in federation.federates}
         modules = _modules_to_fork(commands)

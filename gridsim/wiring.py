@@ -53,6 +53,24 @@ class Federation:
                                                                      link.source_port))
         return inputs
 
+    def has_cycle(self) -> bool:
+        """Whether some federate's outputs come back to it through links (feeder -> sensor
+        -> estimator -> DOPF -> feeder)."""
+        after: dict[str, set[str]] = {}
+        for link in self.links:
+            after.setdefault(link.source, set()).add(link.target)
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(name: str) -> bool:
+            state[name] = 1
+            for nxt in after.get(name, ()):
+                if state.get(nxt) == 1 or (nxt not in state and visit(nxt)):
+                    return True
+            state[name] = 2
+            return False
+
+        return any(name not in state and visit(name) for name in self.federates)
+
     def outputs_of(self, name: str) -> dict[str, str]:
         """Output port -> its topic, for every declared output."""
         definition = self.federates[name].definition

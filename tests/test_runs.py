@@ -292,6 +292,23 @@ def test_committed_runner_json_is_up_to_date(repo_root, run_gridsim):
     assert {f["name"] for f in committed["federates"]} == {*scenario["federates"], "broker"}
 
 
+def test_time_coordination_is_global_where_federates_feed_each_other(repo_root, tmp_path,
+                                                                     write_scenario):
+    """``auto``: the broker's global coordinator for the flagship (the feeder, the DOPF and
+    the market feed each other), HELICS's distributed one for the feeder and its recorder;
+    a scenario's own choice wins."""
+    from gridsim.build import broker_arguments
+    from gridsim.wiring import load_federation
+
+    flagship = load_federation(repo_root / "scenarios" / "ieee123.yaml")
+    assert flagship.has_cycle() and "--globaltime" in broker_arguments(flagship)
+    feeder_day = load_federation(repo_root / "scenarios" / "ieee123-feeder.yaml")
+    assert not feeder_day.has_cycle() and "--globaltime" not in broker_arguments(feeder_day)
+    chosen = load_federation(write_scenario("ieee123-feeder", tmp_path / "global.yaml",
+                                            time_coordination="global"))
+    assert "--globaltime" in broker_arguments(chosen)
+
+
 HELICS_DEFAULT_PORT = 23404
 
 
