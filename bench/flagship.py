@@ -70,7 +70,8 @@ def one_run(scenario: Path, out: Path) -> dict:
         "federates_cpu_s": sum(f.get("process_cpu_s", 0.0) for f in federates.values()),
         "launch": timing.get("launch", {}),
         "federates": {name: {key: f.get(key) for key in (
-            "busy_cpu_s", "setup_cpu_s", "import_cpu_s", "connect_cpu_s", "process_cpu_s")}
+            "busy_cpu_s", "setup_cpu_s", "import_cpu_s", "connect_cpu_s", "process_cpu_s",
+            "busy_s", "run_s")}
             for name, f in sorted(federates.items())},
     }
 
@@ -147,15 +148,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'CPU / own compute':24s} {statistics.median(ratio):.2f} "
           f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
     print("per federate, median CPU seconds: own compute (steps + set-up), imports, joining "
-          "HELICS, the rest in HELICS, whole process")
+          "HELICS, the rest in HELICS, whole process; and the rest in HELICS as a share of a "
+          "core over the time the federate was not computing (run_s - busy_s): what waiting "
+          "costs")
     for name in runs[0]["federates"]:
         parts = [r["federates"][name] for r in runs]
         own = [own_compute(f) for f in parts]
         imports, connect, process = ([f[key] or 0.0 for f in parts] for key in (
             "import_cpu_s", "connect_cpu_s", "process_cpu_s"))
         helics = [p - o - i - c for p, o, i, c in zip(process, own, imports, connect)]
+        waiting = [h / max(f["run_s"] - f["busy_s"], 1e-9) for h, f in zip(helics, parts)]
         print(f"  {name:12s} " + " ".join(f"{statistics.median(values):6.2f}" for values in (
-            own, imports, connect, helics, process)))
+            own, imports, connect, helics, process))
+            + f"   {100 * statistics.median(waiting):5.2f} %")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
 

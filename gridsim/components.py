@@ -199,6 +199,10 @@ def same_meaning(output: DynamicPort, input_: InputPort) -> bool:
     return output.quantity == input_.quantity
 
 
+AFTER_INPUTS_S = 0.1
+"""How long after the latest of its sources a federate with ``after_inputs`` runs."""
+
+
 class Timing(BaseModel):
     """When a federate runs, relative to the scenario's step.
 
@@ -211,6 +215,11 @@ class Timing(BaseModel):
     period_steps: int = Field(1, ge=1)
     offset_s: float = Field(0.0, ge=0)
     event_driven: bool = False
+    after_inputs: bool = Field(
+        False, description="Run once a step, just after the federates that feed it (at "
+                           "the latest of their offsets plus AFTER_INPUTS_S), when each of "
+                           "them is periodic and so publishes at most once a step; "
+                           "otherwise event-driven. Resolved when the scenario is loaded.")
 
 
 class ComponentDefinition(BaseModel):

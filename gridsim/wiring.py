@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from gridsim import feeders
-from gridsim.components import ComponentDefinition, Timing, builtin_types, load_definition
+from gridsim.components import (
+    AFTER_INPUTS_S,
+    ComponentDefinition,
+    Timing,
+    builtin_types,
+    load_definition,
+)
 from gridsim.errors import InputError
 from gridsim.links import check_required_inputs, default_links, expand_links
 from gridsim.overrides import check_overrides
@@ -105,7 +111,27 @@ def resolve(scenario: Scenario, source: Path) -> Federation:
     links = links + defaulted
     check_required_inputs(where, links, instances)
     check_overrides(where, scenario, links, instances)
+    for name, inst in instances.items():
+        if inst.timing.after_inputs:
+            inst.timing = _after_inputs(scenario, links, instances, name)
     return Federation(scenario, source, instances, links, feeder, defaulted)
+
+
+def _after_inputs(scenario: Scenario, links: list[Link],
+                  instances: dict[str, FederateInstance], name: str) -> Timing:
+    """The concrete timing of a federate with ``after_inputs`` (`Timing`): once a step,
+    after every source, if each source publishes at most once a step; else event-driven.
+
+    Woken at every update instead, the recorder of the flagship was granted six times a
+    step (once per source offset), and HELICS's wake-ups cost it 0.3 s of CPU over the
+    day, five times its own work."""
+    sources = [instances[s].timing for s in {link.source for link in links
+                                             if link.target == name}]
+    if sources and not any(t.event_driven or t.after_inputs for t in sources):
+        offset = max(t.offset_s for t in sources) + AFTER_INPUTS_S
+        if offset < scenario.step_s:
+            return Timing(period_steps=1, offset_s=offset)
+    return Timing(event_driven=True)
 
 
 def _federate_types(scenario: Scenario, source: Path) -> dict[str, Path]:

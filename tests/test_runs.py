@@ -309,6 +309,22 @@ def test_time_coordination_is_global_where_federates_feed_each_other(repo_root, 
     assert "--globaltime" in broker_arguments(chosen)
 
 
+def test_the_recorder_runs_after_its_sources_when_they_are_periodic(repo_root, tmp_path,
+                                                                   write_scenario):
+    """``after_inputs``: once a step, 0.1 s after the latest source (the DOPF at 3 s in the
+    flagship); event-driven as soon as one source is."""
+    from gridsim.wiring import load_federation
+
+    flagship = load_federation(repo_root / "scenarios" / "ieee123.yaml")
+    timing = flagship.federates["recorder"].timing
+    assert (timing.event_driven, timing.period_steps, timing.offset_s) == (False, 1, 3.1)
+    woken = load_federation(write_scenario(
+        "ieee123-feeder", tmp_path / "woken.yaml",
+        federates={"feeder": {"type": "feeder", "timing": {"event_driven": True}},
+                   "recorder": {"type": "recorder"}}))
+    assert woken.federates["recorder"].timing.event_driven
+
+
 HELICS_DEFAULT_PORT = 23404
 
 
