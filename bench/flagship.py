@@ -21,6 +21,12 @@ Each repetition runs ``gridsim run`` as a child process and measures:
 Medians with min and max over the repetitions. Targets (the composed-federation issue):
 wall under 8 s, and CPU of all processes under 1.5 x the federates' own compute.
 
+``--layers`` instead runs the day once on the scenario's seed and once on seed 7 with the
+shortage at 10:00-13:00 (60%), each fed by ``wls`` and by ``truth``, and prints what each
+layer promises (`tests/test_flagship.py` checks the same figures): the real maximum |V|,
+the steps above 1.0501 p.u., the estimate's mean error over the day and in its worst hour,
+meters removed, the market's saving and the auditor's findings.
+
 ``--margins 0,0.5,1,1.5,2,3`` instead runs the day once per DOPF ``voltage_margin_sigmas``,
 on the scenario's seed and on seed 7 with the shortage at 10:00-13:00 (60%), and prints the
 steps whose real maximum |V| is above 1.0501 p.u. and the maximum: how the default margin
@@ -81,30 +87,66 @@ def own_compute(federate: dict) -> float:
     return federate.get("busy_cpu_s", 0.0) + federate.get("setup_cpu_s", 0.0)
 
 
-def margin_sweep(scenario: Path, margins: list[float], tmp: Path) -> None:
-    """Steps above 1.0501 p.u. and the real maximum for each margin on two days."""
+DAYS = {"seed 123": {}, "seed 7, shortage 10-13 h": {
+    "seed": 7, "market": {"shortage_start_h": 10, "shortage_hours": 3, "supply_fraction": 0.6}}}
+"""The two days the flagship's promises are checked on (`--layers`, `--margins`)."""
+
+
+def day_scenario(scenario: Path, change: dict, tmp: Path, label: str, **federates) -> Path:
+    """The flagship with one of `DAYS`'s changes and `federates`' parameter or type changes
+    (``dopf={"voltage_margin_sigmas": 1}``, ``estimator={"type": "truth"}``)."""
     import yaml
 
-    base = yaml.safe_load(scenario.read_text())
-    base["feeder_overlays"] = [str(scenario.parent / p) for p in base.get("feeder_overlays", [])]
-    days = {"seed 123": {}, "seed 7, shortage 10-13 h": {
-        "seed": 7, "market": {"shortage_start_h": 10, "shortage_hours": 3,
-                              "supply_fraction": 0.6}}}
+    data = yaml.safe_load(scenario.read_text())
+    data["feeder_overlays"] = [str(scenario.parent / p) for p in data.get("feeder_overlays", [])]
+    data["seed"] = change.get("seed", data["seed"])
+    data["federates"]["market"]["parameters"].update(change.get("market", {}))
+    for name, values in federates.items():
+        spec = data["federates"][name]
+        if "type" in values:
+            spec["type"] = values["type"]
+        spec.setdefault("parameters", {}).update(
+            {k: v for k, v in values.items() if k != "type"})
+    path = tmp / f"{label}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_day(path: Path) -> dict:
+    out = path.with_suffix("")
+    subprocess.run([str(GRIDSIM), "run", str(path), "--out", str(out), "--quiet"],
+                   check=True, capture_output=True, timeout=600)
+    return json.loads((out / "summary.json").read_text())["federates"]
+
+
+def layers(scenario: Path, tmp: Path) -> None:
+    """Each layer's figures on both days, fed by wls and by truth (module doc)."""
+    for n, (label, change) in enumerate(DAYS.items()):
+        for estimator in ("wls", "truth"):
+            parts = run_day(day_scenario(scenario, change, tmp, f"day{n}-{estimator}",
+                                         estimator={"type": estimator}))
+            v_max = parts["feeder"]["v_max_pu_per_step"]
+            est = parts["estimator"]
+            line = (f"{label}, {estimator}: max |V| {max(v_max):.4f} p.u., "
+                    f"{sum(v > 1.0501 for v in v_max)} steps above 1.0501")
+            if estimator == "wls":
+                hourly = [sum(est["v_error_mean_pu_per_step"][h:h + 4]) / 4
+                          for h in range(0, len(est["v_error_mean_pu_per_step"]), 4)]
+                line += (f"; SE mean |V| error {est['v_error_mean_pu']:.5f} p.u., worst hour "
+                         f"{max(hourly):.5f}, {est['removals']} meters removed; market saves "
+                         f"{parts['market']['saving_usd_per_h']:.1f} $/h; "
+                         f"{parts['auditor']['findings']} audit findings")
+            print(line)
+
+
+def margin_sweep(scenario: Path, margins: list[float], tmp: Path) -> None:
+    """Steps above 1.0501 p.u. and the real maximum for each margin on two days."""
     for margin in margins:
         cells = []
-        for label, change in days.items():
-            data = yaml.safe_load(yaml.safe_dump(base))
-            data["seed"] = change.get("seed", data["seed"])
-            data["federates"]["market"]["parameters"].update(change.get("market", {}))
-            data["federates"]["dopf"].setdefault("parameters", {})[
-                "voltage_margin_sigmas"] = margin
-            path = tmp / f"margin-{margin}-{len(cells)}.yaml"
-            path.write_text(yaml.safe_dump(data, sort_keys=False))
-            out = path.with_suffix("")
-            subprocess.run([str(GRIDSIM), "run", str(path), "--out", str(out), "--quiet"],
-                           check=True, capture_output=True, timeout=600)
-            v_max = json.loads((out / "summary.json").read_text())["federates"]["feeder"][
-                "v_max_pu_per_step"]
+        for n, (label, change) in enumerate(DAYS.items()):
+            v_max = run_day(day_scenario(scenario, change, tmp, f"margin-{margin}-{n}",
+                                         dopf={"voltage_margin_sigmas": margin})
+                            )["feeder"]["v_max_pu_per_step"]
             cells.append(f"{label}: {sum(v > 1.0501 for v in v_max)} steps, max "
                          f"{max(v_max):.4f}")
         print(f"margin {margin:g} sigma: " + "; ".join(cells))
@@ -121,7 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write all raw numbers here")
     parser.add_argument("--margins", default=None,
                         help="comma-separated DOPF margins (sigmas) to sweep instead")
+    parser.add_argument("--layers", action="store_true",
+                        help="print each layer's figures on the two days instead")
     args = parser.parse_args(argv)
+    if args.layers:
+        with tempfile.TemporaryDirectory() as tmp:
+            layers(args.scenario.resolve(), Path(tmp))
+        return
     if args.margins:
         with tempfile.TemporaryDirectory() as tmp:
             margin_sweep(args.scenario.resolve(),
