@@ -58,6 +58,7 @@ class FeederModel:
         self.node_ids = [n.lower() for n in dss.Circuit.AllNodeNames()]
         self.network = NetworkModel(source)
         self._net_index: np.ndarray | None = None
+        self._cap_ratings: dict[str, list] | None = None
         self._device_key: tuple | None = None
         self._line_powers: np.ndarray | None = None
         self.catalog = Catalog.read(mode)
@@ -102,9 +103,11 @@ class FeederModel:
         if key == self._device_key:
             return False
         self._device_key = key
+        ids = self.network.ids
         self.network.update(dict(zip(self.catalog.reg_transformers, ratios)), caps)
-        index = {n: i for i, n in enumerate(self.node_ids)}
-        self._net_index = np.array([index[n] for n in self.network.ids])
+        if self._net_index is None or self.network.ids is not ids:
+            index = {n: i for i, n in enumerate(self.node_ids)}
+            self._net_index = np.array([index[n] for n in self.network.ids])
         return True
 
     # -- state ----------------------------------------------------------------------------
@@ -222,14 +225,17 @@ class FeederModel:
         return states
 
     def capacitor_ratings(self) -> dict[str, list]:
-        """Rated kvar, bus (with phases) and rated kV of every capacitor bank."""
-        out: dict[str, list] = {"kvar": [], "bus": [], "kv": []}
-        for cap in dss.Capacitors.AllNames():
-            dss.Capacitors.Name(cap)
-            out["kvar"].append(dss.Capacitors.kvar())
-            out["bus"].append(dss.CktElement.BusNames()[0].lower())
-            out["kv"].append(dss.Capacitors.kV())
-        return out
+        """Rated kvar, bus (with phases) and rated kV of every capacitor bank (read once:
+        commands switch steps, never ratings)."""
+        if self._cap_ratings is None:
+            out: dict[str, list] = {"kvar": [], "bus": [], "kv": []}
+            for cap in dss.Capacitors.AllNames():
+                dss.Capacitors.Name(cap)
+                out["kvar"].append(dss.Capacitors.kvar())
+                out["bus"].append(dss.CktElement.BusNames()[0].lower())
+                out["kv"].append(dss.Capacitors.kV())
+            self._cap_ratings = out
+        return {key: list(values) for key, values in self._cap_ratings.items()}
 
     # -- commands (see commands.py) -----------------------------------------------------
 
