@@ -1,15 +1,15 @@
 """How the supervisor starts a federate process: a fresh interpreter, or a fork of itself.
 
 A built-in federate is ``python -m gridsim.federates.NAME ...``. Started as a fresh
-interpreter, each one pays for its own imports (HELICS, pydantic, NumPy, and SciPy, cvxpy
-or OpenDSS): on the flagship day that was 3.9 s of the run's 10 s of CPU, eight times
-over for the shared part. Instead, the supervisor imports what the scenario's built-in
+interpreter, each one pays for its own imports (HELICS, pydantic, NumPy, and SciPy, a
+solver or OpenDSS): on the flagship day that was 3.9 s of the run's 10 s of CPU, eight
+times over for the shared part. Instead, the supervisor imports what the scenario's built-in
 federates need once (`preload`, after HELICS, which must load before SciPy:
 `gridsim.runtime`) and forks one child per federate (`fork_module`), which runs the
 module as ``__main__`` exactly as ``python -m`` would, in its own session, working
 directory and log file, and with that command line as its process title (what ``ps`` and
-/proc show). Any other command (a user's component, another language) is
-started with `subprocess.Popen` as before.
+/proc show). Any other command (a user's component, another language) is started with
+`subprocess.Popen`.
 
 A forked child shares the supervisor's state at the fork, so the fork happens while the
 supervisor has one thread, before it opens anything but the children's pipes and logs.
