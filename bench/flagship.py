@@ -13,8 +13,8 @@ Each repetition runs ``gridsim run`` as a child process and measures:
   between a grant and its next request, plus ``setup_cpu_s``, its set-up before it entered
   executing mode (models, compiles); and ``process_cpu_s``, the whole process's CPU, of
   which ``import_cpu_s`` (interpreter and imports: near 0 when the supervisor forked it
-  with its modules loaded) and ``connect_cpu_s`` (joining HELICS); the rest of a
-  process's CPU is HELICS's: waiting for grants, moving messages;
+  with its modules loaded) and ``connect_cpu_s`` (reading its configuration, joining
+  HELICS); the rest of a process's CPU is HELICS's: waiting for grants, moving messages;
 - the rest: the supervisor (its imports, the federates' modules it loads before forking
   them, watching) and the broker: all processes' CPU minus the federates'.
 
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ratio = [r["cpu_s"] / r["own_compute_s"] for r in runs]
     print(f"{'CPU / own compute':24s} {statistics.median(ratio):.2f} "
           f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
-    print("per federate, median CPU seconds: own compute (steps + set-up), imports, joining "
-          "HELICS, the rest in HELICS, whole process; and the rest in HELICS as a share of a "
+    print("per federate, median CPU seconds: own compute (steps + set-up), imports, "
+          "configuration and joining HELICS, the rest in HELICS, whole process; and the rest in HELICS as a share of a "
           "core over the time the federate was not computing (run_s - busy_s): what waiting "
           "costs")
     for name in runs[0]["federates"]:

@@ -1,8 +1,10 @@
 """The run supervisor: broker and federates as child processes, watched until they end.
 
 `run_federation` writes the build into the run directory, starts a HELICS broker on a free
-port and every federate in its own process group (log in ``logs/NAME.log``), follows their
-progress in simulated time through a pipe each, and ends in one of three ways:
+port and every federate in its own process group (log in ``logs/NAME.log``; built-in types
+forked from this process with their modules loaded, others as their own programs:
+`gridsim.processes`), follows their progress in simulated time through a pipe each, and
+ends in one of three ways:
 
 - every federate exits 0: the summary parts are merged into ``summary.json``;
 - a federate exits non-zero, or exits at all before it joined the federation (or the
