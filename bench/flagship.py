@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'CPU / own compute':24s} {statistics.median(ratio):.2f} "
           f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
     print("per federate, median CPU seconds: own compute (steps + set-up), imports, "
-          "configuration and joining HELICS, the rest in HELICS, whole process; and the rest in HELICS as a share of a "
-          "core over the time the federate was not computing (run_s - busy_s): what waiting "
-          "costs")
+          "configuration and joining HELICS, the rest in HELICS, whole process; and the rest "
+          "in HELICS as a share of a core over the time the federate was not computing "
+          "(run_s - busy_s): what waiting costs")
     for name in runs[0]["federates"]:
         parts = [r["federates"][name] for r in runs]
         own = [own_compute(f) for f in parts]
