@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -47,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gridsim.errors import InputError, from_validation_error
 from gridsim.messages import UNTYPED
+from gridsim.userfiles import parse_json, read_text
 
 PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -263,12 +263,7 @@ class ComponentDefinition(BaseModel):
 
 def load_definition(path: Path) -> ComponentDefinition:
     """Read and check one component definition file."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(str(path), "", "component definition not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+    raw = parse_json(str(path), read_text(Path(path), "component definition"))
     try:
         definition = ComponentDefinition.model_validate(raw)
     except ValidationError as exc:

@@ -8,7 +8,6 @@ definitions. Times may be numbers of seconds or strings such as ``"15m"``, ``"24
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import datetime
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gridsim.components import Timing
 from gridsim.errors import InputError, from_validation_error
+from gridsim.userfiles import parse_json, parse_yaml, read_text
 
 _UNITS_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _LINK_TEXT = re.compile(r"^\s*([\w\-]+)\.([\w\-*]+)\s*->\s*([\w\-]+)\.([\w\-]+)\s*$")
@@ -143,10 +143,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario YAML or a wiring JSON file; errors name the file and field."""
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError(source, "", "scenario file not found") from None
+    text = read_text(path, "scenario file")
     if path.suffix.lower() == ".json":
         raw = _json_document(source, text)
     else:
@@ -173,13 +170,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def _yaml_document(source: str, text: str) -> Any:
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(source, where, f"invalid YAML: {problem}") from None
+    raw = parse_yaml(source, text, _UniqueKeyLoader)
     if isinstance(raw, dict):
         for short, full in _YAML_ALIASES.items():
             if short in raw:
@@ -192,10 +183,7 @@ def _yaml_document(source: str, text: str) -> Any:
 
 def _json_document(source: str, text: str) -> Any:
     """An OEDI-SI-shaped wiring file, turned into the scenario mapping."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+    raw = parse_json(source, text)
     if not isinstance(raw, dict):
         return raw
     if "scenario" not in raw:
