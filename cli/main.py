@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import sys
 import time
 from datetime import datetime
@@ -45,12 +47,15 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("scenario")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Run directory (default: runs/NAME-TIMESTAMP).")
+@click.option("--out", "out", default=None,
+              help="Run directory (default: runs/NAME-TIMESTAMP-PID). It must be new or empty.")
+@click.option("--force", is_flag=True,
+              help="Empty --out first if it holds an earlier run.")
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Wall-clock limit in seconds (default: the scenario's, else 2 s a step).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) -> None:
+def run(scenario: str, out: str | None, force: bool, timeout_s: float | None,
+        quiet: bool) -> None:
     """Run SCENARIO (YAML or wiring JSON) as a HELICS federation."""
     # Before anything loads NumPy: forked federates inherit this process's BLAS threads.
     os.environ.update({k: v for k, v in FEDERATE_ENV.items() if k not in os.environ})
@@ -58,6 +63,11 @@ def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) ->
     name = federation.scenario.name
     run_dir = Path(out) if out else Path("runs") / (
         f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}")
+    try:
+        prepare_run_dir(run_dir, force)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     bar = None if quiet else _ProgressBar()
     click.echo(f"gridsim {__version__}: {name} on {federation.feeder.name}, "
                f"{federation.scenario.n_steps} steps, {len(federation.federates)} federates "
@@ -69,6 +79,41 @@ def run(scenario: str, out: str | None, timeout_s: float | None, quiet: bool) ->
         bar.close()
     _report(federation, result)
     sys.exit(0 if result.ok else 1)
+
+
+RUN_MARKERS = ("system.json", "summary.json", "runner.json")
+"""Files that show a directory holds an earlier run (`--force` empties only those)."""
+
+
+def prepare_run_dir(path: Path, force: bool) -> None:
+    """Make `path` a new, empty, writable run directory, or say in one line why not.
+
+    An earlier run's files left beside a new run's would be read as the new run's, so a
+    directory that is not empty is refused; ``--force`` empties it, but only if it holds
+    an earlier run (a mistyped --out must not empty someone's folder)."""
+    where = str(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(where, "--out", "exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise InputError(where, "--out", "is not empty (an earlier run?); choose another "
+                                             "directory, or pass --force to empty it")
+        if not any((path / marker).exists() for marker in RUN_MARKERS):
+            raise InputError(where, "--out", "is not empty and holds no earlier run; "
+                                             "--force empties run directories only")
+    try:
+        if path.is_dir() and force:
+            for entry in path.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(where, "--out", f"cannot write there: {exc.strerror}") from None
 
 
 def _report(federation: Federation, result: RunResult) -> None:
@@ -173,7 +218,16 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
     if not db.is_file():
         click.echo(f"error: {db}: no results database in this run directory", err=True)
         sys.exit(2)
-    for path in export_csv(db, Path(out) if out else Path(run_dir) / "export"):
+    try:
+        written = export_csv(db, Path(out) if out else Path(run_dir) / "export")
+    except sqlite3.DatabaseError as exc:
+        click.echo(f"error: {db}: not a readable results database ({exc})", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"error: {out or run_dir}: --out: cannot write there: {exc.strerror}",
+                   err=True)
+        sys.exit(2)
+    for path in written:
         click.echo(str(path))
 
 

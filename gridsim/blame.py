@@ -98,7 +98,8 @@ def culprit(federates: list[_Child], run_dir: Path) -> tuple[_Child, str]:
     if records:
         name, record = min(records.items(), key=lambda item: (item[1]["time"], item[0]))
         child = next(c for c in federates if c.name == name)
-        return child, f"{record['error']} (exit code {child.proc.poll()})"
+        code = child.proc.poll()
+        return child, record["error"] if code is None else f"{record['error']} (exit code {code})"
     exited = [c for c in federates if c.exited_at is not None and c.proc.returncode != 0]
     first = min(exited, key=lambda c: c.exited_at) if exited else federates[0]
     return first, f"exited with code {first.proc.returncode}"

@@ -99,6 +99,7 @@ def federate_config(federation: Federation, name: str, run: RunSettings) -> dict
             "event_driven": timing.event_driven,
         },
         "seed": federate_seed(scenario.seed, name),
+        "scenario_seed": scenario.seed,
         "feeder": federation.feeder.to_json(),
         "run_dir": str(run.run_dir),
         "helics": helics,

@@ -240,6 +240,13 @@ class ComponentDefinition(BaseModel):
                           "returning the problems found, as (parameter, message) pairs: "
                           "checks a type name alone cannot express (nested lists, ranges).")
 
+    scenario_check: str | None = Field(
+        None, description="'module:function' taking the federate's name, its parameters, "
+                          "the scenario's feeder, its number of steps and its "
+                          "allow_long_run, and returning the problems found as (file, "
+                          "field, message) triples (file '' for the scenario): checks that "
+                          "need the feeder model itself.")
+
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called `name`, if declared."""
         return next((p for p in self.static_inputs if p.port_id == name), None)
@@ -257,8 +264,22 @@ class ComponentDefinition(BaseModel):
         without a hook); found by name, so the core imports no federate."""
         if not self.parameter_check:
             return []
-        module, _, function = self.parameter_check.partition(":")
-        return list(getattr(importlib.import_module(module), function)(parameters))
+        return list(_hook(self.parameter_check)(parameters))
+
+    def scenario_problems(self, name: str, parameters: Mapping[str, Any], feeder: Any,
+                          n_steps: int, allow_long_run: bool) -> list[tuple[str, str, str]]:
+        """The problems the ``scenario_check`` hook finds (none without a hook)."""
+        if not self.scenario_check:
+            return []
+        return list(_hook(self.scenario_check)(name, parameters, feeder, n_steps,
+                                               allow_long_run))
+
+
+def _hook(spec: str):
+    """The function a definition names as ``module:function`` (so the core imports no
+    federate until a scenario uses it)."""
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def load_definition(path: Path) -> ComponentDefinition:

@@ -135,6 +135,8 @@ class FederateConfig:
     outputs: Mapping[str, OutputPort]
     helics: Mapping[str, Any] = field(default_factory=dict)
     """The HELICS federate configuration (empty in process)."""
+    scenario_seed: int = 0
+    """The scenario's own seed (what a run is known by; `seed` is derived from it)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FederateConfig:
@@ -153,7 +155,7 @@ class FederateConfig:
                     for port, spec in data["inputs"].items()},
             outputs={port: OutputPort(spec["topic"], spec["type"], spec["linked"])
                      for port, spec in data["outputs"].items()},
-            helics=data.get("helics", {}))
+            helics=data.get("helics", {}), scenario_seed=data.get("scenario_seed", 0))
 
 
 class Runtime(Protocol):

@@ -96,6 +96,9 @@ class Scenario(BaseModel):
                             "global when federates feed each other in a loop, else "
                             "distributed.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of a run.")
+    allow_long_run: bool = Field(
+        False, description="Run even when steps x nodes is over the limit a run may have "
+                           "without saying so (federates/feeder/checks.py).")
     components: dict[str, str] = Field(
         {}, description="Extra federate types: type name -> component_definition.json path."
     )

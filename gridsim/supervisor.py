@@ -10,7 +10,11 @@ ends in one of three ways:
 - a federate exits non-zero, or exits at all before it joined the federation (or the
   wall-clock watchdog fires): everything else is stopped and the failure names the
   federate that caused it (`gridsim.blame`), with the tail of its log;
-- the supervisor itself is interrupted: everything is stopped.
+- the supervisor gets SIGTERM or SIGINT (any number of them, at any moment): everything is
+  stopped, once.
+
+Whichever way it ends, an SQLite database a killed federate left with its write-ahead log
+is folded back into one file, and ``summary.json`` says how the run ended.
 
 Whatever happens, no child process survives: each process group gets SIGTERM, then SIGKILL.
 """
@@ -24,6 +28,7 @@ import selectors
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,10 +87,6 @@ class _Child:
     """``fork`` or ``spawn`` (`gridsim.processes`)."""
 
 
-class _Interrupted(Exception):
-    pass
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now, with the next one free too (zmq uses both)."""
     for _ in range(50):
@@ -136,7 +137,8 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
     written = write_build(federation, run_dir, settings)
     t0 = time.perf_counter()
     children: list[_Child] = []
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    signals = _Signals()
+    previous = {sig: signal.signal(sig, signals) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         children.append(_start_broker(run_dir, settings, broker_arguments(federation)))
         commands = {name: launch_command(federation, name, str(written["system"]), settings)
@@ -148,20 +150,53 @@ def run_federation(federation: Federation, run_dir: Path, *, timeout_s: float | 
             child.periodic = not inst.timing.event_driven
             child.reports = builtin_types().get(inst.type) == inst.definition_path
             children.append(child)
-        result = _watch(children, run_dir, t0, timeout_s, scenario.duration_s, progress)
-    except (_Interrupted, KeyboardInterrupt):
-        result = RunResult(False, run_dir, None, "interrupted")
+        result = _watch(children, run_dir, t0, timeout_s, scenario.duration_s, progress,
+                        signals)
     finally:
         _stop_all(children)
-        signal.signal(signal.SIGTERM, previous)
     result.wall_s = time.perf_counter() - t0
     result.launch = {c.name: c.launch for c in children if c.name != "broker"}
+    _fold_write_ahead_logs(run_dir)
     _write_outputs(federation, result)
+    if signals.received is not None:
+        # Stopped by a signal: more may follow, and the interpreter restores the default
+        # handlers while it exits, so they are blocked for the little the caller has left.
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(previous))
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     return result
 
 
-def _raise_interrupted(signum, frame):
-    raise _Interrupted()
+class _Signals:
+    """SIGTERM and SIGINT during a run are only noted (the first one's number); the watch
+    loop sees it within 50 ms and stops the run. Nothing is raised from the handler, so
+    any number of signals at any moment (start-up, stopping, writing out) give one clean
+    stop."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+
+
+def _fold_write_ahead_logs(run_dir: Path) -> None:
+    """Fold what a killed federate left in an SQLite write-ahead log (``X.sqlite-wal``)
+    into its database, so that the database file alone holds every recorded step."""
+    for wal in run_dir.glob("*-wal"):
+        database = wal.with_name(wal.name.removesuffix("-wal"))
+        if not database.is_file():
+            continue
+        try:
+            db = sqlite3.connect(database, timeout=5)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass  # the database stays readable with its log beside it
 
 
 def _start_broker(run_dir: Path, settings: RunSettings, options: list[str]) -> _Child:
@@ -209,8 +244,9 @@ def _start_federate(name: str, argv: list[str], run_dir: Path, module: str | Non
 
 
 def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
-           duration_s: float, progress) -> RunResult:
-    """Follow the children until all federates exit, one fails, or time runs out."""
+           duration_s: float, progress, signals: _Signals) -> RunResult:
+    """Follow the children until all federates exit, one fails, time runs out, or a
+    signal asks the run to stop."""
     selector = selectors.DefaultSelector()
     for child in children:
         if child.status_fd is not None:
@@ -221,6 +257,8 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
     buffers: dict[int, bytes] = {}
     watched = any(c.reports and c.periodic for c in federates)
     while True:
+        if signals.received is not None:
+            return RunResult(False, run_dir, None, "interrupted", startup_s=startup_s)
         for key, _ in selector.select(timeout=0.05):
             child = key.data
             _read_status(child, buffers, selector)
@@ -242,9 +280,11 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
             return result
         if time.perf_counter() - t0 > timeout_s:
             laggard = min(running or periodic or federates, key=lambda c: c.sim_time)
+            where = (f"stuck at t={laggard.sim_time:.0f} s" if laggard.sim_time >= 0
+                     else "it had not joined the federation")
             return _failure(laggard, run_dir,
-                            f"wall-clock limit of {timeout_s:.0f} s reached (stuck at "
-                            f"t={max(laggard.sim_time, 0):.0f} s)", startup_s)
+                            f"wall-clock limit of {timeout_s:.0f} s reached ({where})",
+                            startup_s)
 
 
 def _drain(federates: list[_Child], buffers: dict[int, bytes], selector) -> None:

@@ -101,6 +101,8 @@ def resolve(scenario: Scenario, source: Path) -> Federation:
                              extra=scenario.feeder_overlays)
     if scenario.n_steps < 1 or abs(scenario.n_steps * scenario.step_s - scenario.duration_s) > 1e-6:
         raise InputError(where, "duration", "must be a whole number of steps")
+    if not scenario.federates:
+        raise InputError(where, "federates", "no federates: a scenario needs at least one")
     types = _federate_types(scenario, source)
     instances = {
         name: _instance(where, name, spec.type, spec.parameters, spec.timing, types)
@@ -111,6 +113,10 @@ def resolve(scenario: Scenario, source: Path) -> Federation:
     links = links + defaulted
     check_required_inputs(where, links, instances)
     check_overrides(where, scenario, links, instances)
+    for name, inst in instances.items():
+        for file, field_, message in inst.definition.scenario_problems(
+                name, inst.parameters, feeder, scenario.n_steps, scenario.allow_long_run):
+            raise InputError(file or where, field_, message)
     for name, inst in instances.items():
         if inst.timing.after_inputs:
             inst.timing = _after_inputs(scenario, links, instances, name)

@@ -248,6 +248,49 @@ def test_killed_federate_fails_the_run(victim, tmp_path, long_ieee123, gridsim_e
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM),
+                                     (signal.SIGINT, signal.SIGINT),
+                                     (signal.SIGINT, signal.SIGTERM, signal.SIGINT)])
+def test_signals_in_a_burst_give_one_clean_stop(signals, tmp_path, long_ieee123, gridsim_exe,
+                                                proc_tools):
+    """Signals to gridsim 10 ms apart: exit 1 without a traceback, nothing left running,
+    summary.json with the status, and results.sqlite alone (no write-ahead log beside it)
+    holding every recorded step whole."""
+    run_dir = (tmp_path / "run").resolve()
+    proc = start_run(gridsim_exe, long_ieee123, run_dir)
+    try:
+        wait_for_steps(proc, run_dir / "results.sqlite", 5)
+        port = broker_port(run_dir)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(0.01)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("gridsim did not stop within 30 s of the signals")
+    finally:
+        proc_tools.stop_process(proc)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    assert leftovers(proc_tools, run_dir, port) == {}
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    assert not (run_dir / "results.sqlite-wal").exists()
+    alone = tmp_path / "alone.sqlite"
+    alone.write_bytes((run_dir / "results.sqlite").read_bytes())
+    db = sqlite3.connect(alone)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        steps = recorded_steps(db, "feeder/voltages_magnitude")
+        per_step = db.execute(
+            "SELECT step, COUNT(*) FROM samples_named WHERE topic = "
+            "'feeder/voltages_magnitude' AND field = 'values' GROUP BY step").fetchall()
+    finally:
+        db.close()
+    assert len(steps) >= 5 and steps == list(range(len(steps)))
+    assert len({n for _, n in per_step}) == 1, "a step was half-written"
+
+
+@pytest.mark.slow
 def test_watchdog_stops_a_run(tmp_path, long_ieee123, run_gridsim, proc_tools):
     run_dir = (tmp_path / "run").resolve()
     t0 = time.monotonic()

@@ -83,3 +83,93 @@ def test_user_feeder_voltage_drops_with_load(mini_run):
     assert min(v, key=v.get) == loads.index(max(loads))
     assert max(v, key=v.get) == loads.index(min(loads))
     assert all(0.8 < x < 1.0 for x in v.values())
+
+
+def test_a_users_model_folder_is_left_as_it_was(tmp_path_factory, run_gridsim):
+    """A master that solves and exports while it is read (as users' models do): OpenDSS
+    writes into the run directory, and the model's folder is byte for byte as before."""
+    folder = tmp_path_factory.mktemp("exporting-feeder")
+    model = folder / "model"
+    model.mkdir()
+    (model / "master.dss").write_text(MASTER + "Solve\nExport voltages\n")
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    scenario = {
+        "name": "exporting", "feeder": "model/master.dss", "start": "2026-07-01T00:00:00",
+        "duration": "12h", "step": "6h", "seed": 1,
+        "federates": {"feeder": {"type": "feeder"}, "recorder": {"type": "recorder"}},
+        "links": ["feeder.* -> recorder.subscription"],
+    }
+    path = folder / "exporting.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    out = folder / "run"
+    code, _, stderr = run_gridsim("run", path, "--out", out, "--quiet", timeout=120)
+    assert code == 0, stderr
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    assert list(out.glob("*EXP_VOLTAGES*.csv")), sorted(p.name for p in out.iterdir())
+
+
+# -- what validate checks of a user's model (federates/feeder/checks.py) --------------------
+
+
+def _scenario(folder, master_text: str, **changes):
+    from helpers import gridsim
+
+    (folder / "model").mkdir(exist_ok=True)
+    (folder / "model" / "master.dss").write_text(master_text)
+    scenario = {"name": "mini", "feeder": "model/master.dss", "duration": "24h", "step": "6h",
+                "federates": {"feeder": {"type": "feeder"}}, **changes}
+    path = folder / "mini.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    return path, gridsim("validate", str(path))
+
+
+def test_an_opendss_error_names_the_model_file_and_line(tmp_path):
+    from test_validation import assert_input_error
+
+    path, result = _scenario(tmp_path, MASTER.replace("Calcv", "Calcv\nthis is no command"))
+    line = MASTER.count("\n") + 1  # the line after "Calcv", the last
+    assert_input_error(result, tmp_path / "model" / "master.dss", f"line {line}",
+                       "OpenDSS", "Unknown Command")
+
+
+def test_yearly_shapes_in_daily_mode_are_refused(tmp_path):
+    """Loads with a yearly shape and no daily one would sit at their nominal kW all day in
+    daily mode: refused, naming the mode; in yearly mode the same model validates."""
+    from test_validation import assert_input_error
+
+    yearly = MASTER.replace("daily=shape4", "yearly=shape4")
+    path, result = _scenario(tmp_path, yearly)
+    assert_input_error(result, path, "federates.feeder.parameters.mode", "1 of 1 loads",
+                       "yearly")
+    path, result = _scenario(tmp_path, yearly,
+                             federates={"feeder": {"type": "feeder",
+                                                   "parameters": {"mode": "yearly"}}})
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_run_too_large_needs_saying_so(tmp_path):
+    """10,000 days at 6-hour steps of a 9-node feeder is 360,000 node-steps: within the
+    bound; 10,000 days at one-minute steps is not, unless allow_long_run."""
+    from test_validation import assert_input_error
+
+    path, result = _scenario(tmp_path, MASTER, duration="10000d")
+    assert result.returncode == 0, result.stderr
+    path, result = _scenario(tmp_path, MASTER, duration="10000d", step="1m")
+    assert_input_error(result, path, "duration", "node-steps", "allow_long_run")
+    path, result = _scenario(tmp_path, MASTER, duration="10000d", step="1m",
+                             allow_long_run=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_validating_loads_no_scipy(repo_root):
+    """The checks run in the process that then loads HELICS and forks the federates;
+    HELICS must come before SciPy (gridsim.runtime), so validation must not load SciPy."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gridsim.wiring import load_federation; "
+            "load_federation('scenarios/ieee123.yaml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]", out

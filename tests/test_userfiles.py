@@ -1,9 +1,11 @@
 """Files the user gives, held to one set of limits (`gridsim.userfiles`): an alias bomb, a
-file that is not UTF-8 text, a binary file, a huge file, a document nested too deeply.
-Each is exit code 2 with one line naming the file, before any process starts."""
+file that is not UTF-8 text, a binary file, a huge file, a document nested too deeply; and
+the run directory (`--out`): unusable, or holding an earlier run. Each is exit code 2 with
+one line naming the file, before any process starts."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -98,3 +100,66 @@ def test_expansion_counts_shared_parts_each_time():
         node = node[0]
     with pytest.raises(InputError, match="nested"):
         check_expansion("x", deep)
+
+
+# -- run directories ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("out, words", [("/dev/null", "not a directory"),
+                                        ("/proc/x", "cannot write")])
+def test_an_unusable_out_is_one_line(tmp_path, out, words):
+    path = write_yaml(tmp_path, base_scenario())
+    result = gridsim("run", str(path), "--out", out, "--quiet")
+    assert_input_error(result, out, "--out", words)
+
+
+def test_an_earlier_run_is_never_mixed_with_a_new_one(tmp_path):
+    """--out on an earlier run: refused; with --force, emptied first (nothing of the earlier
+    run survives); --force on a folder that holds no run: refused, folder untouched."""
+    path = write_yaml(tmp_path, base_scenario())
+    out = tmp_path / "run"
+    assert gridsim("run", str(path), "--out", str(out), "--quiet").returncode == 0
+    (out / "logs" / "stale.log").write_text("from before")
+    assert_input_error(gridsim("run", str(path), "--out", str(out), "--quiet"), out, "--out",
+                       "not empty", "--force")
+    result = gridsim("run", str(path), "--out", str(out), "--quiet", "--force")
+    assert result.returncode == 0, result.stderr
+    assert not (out / "logs" / "stale.log").exists()
+    assert json.loads((out / "summary.json").read_text())["status"] == "ok"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    assert_input_error(gridsim("run", str(path), "--out", str(folder), "--quiet", "--force"),
+                       folder, "--out", "holds no earlier run")
+    assert (folder / "notes.txt").read_text() == "keep"
+
+
+# -- other inputs and outputs that must be one line ----------------------------------------
+
+
+def test_a_scenario_without_federates_is_bad_input(tmp_path):
+    path = write_yaml(tmp_path, base_scenario(federates={}, links=[]))
+    validate_error(path, "federates", "at least one")
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database" * 100])
+def test_export_of_an_unreadable_database_is_one_line(tmp_path, content):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.sqlite").write_bytes(content)
+    result = gridsim("export", str(run_dir))
+    assert_input_error(result, run_dir / "results.sqlite", None, "not a readable results")
+
+
+def test_the_run_table_holds_the_scenarios_seed(tmp_path):
+    """results.sqlite's ``run`` table names the run's seed, not the recorder's own."""
+    import sqlite3
+
+    path = write_yaml(tmp_path, base_scenario(seed=4242))
+    out = tmp_path / "run"
+    assert gridsim("run", str(path), "--out", str(out), "--quiet").returncode == 0
+    db = sqlite3.connect(out / "results.sqlite")
+    try:
+        assert db.execute("SELECT value FROM run WHERE key = 'seed'").fetchone() == ("4242",)
+    finally:
+        db.close()

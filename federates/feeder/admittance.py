@@ -8,6 +8,8 @@ in their current states. Keeping it in its own context never disturbs the main s
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import opendssdirect as dss
 import scipy.sparse as sp
@@ -20,11 +22,16 @@ _PC_CLASSES = ("Load", "PVSystem", "Storage", "Generator")
 def compile_into(ctx, source: FeederSource) -> None:
     """Compile `source` (master file, then overlays) into the OpenDSS context `ctx`.
 
-    OpenDSS would otherwise move the whole process into the master file's folder, and
-    relative output paths of the federate would land there.
+    Read with ``redirect``, not ``compile``: ``compile`` moves OpenDSS's output folder
+    (``DataPath``) to the master file's folder, so exports and monitor files of a user's
+    model landed beside it (in an installed package, for a bundled feeder). With
+    ``redirect`` they go to the process's working directory, the run directory for a
+    federate; the master's own relative paths still resolve from its folder. Changing the
+    process's directory is not allowed either.
     """
     ctx.Basic.AllowChangeDir(False)
-    ctx.Text.Command(f'compile "{source.master}"')
+    ctx.Basic.DataPath(os.getcwd())  # OpenDSS's own is where the process first loaded it
+    ctx.Text.Command(f'redirect "{source.master}"')
     for overlay in source.scripts:
         ctx.Text.Command(f'redirect "{overlay}"')
 

@@ -34,7 +34,7 @@ def run(rt: Runtime) -> dict:
                     for t, typ in spec.source_types.items()}
     clock = config.clock
     facts = {"scenario": config.scenario, "start": clock.start.isoformat(),
-             "step_s": clock.step_s, "n_steps": clock.n_steps, "seed": config.seed,
+             "step_s": clock.step_s, "n_steps": clock.n_steps, "seed": config.scenario_seed,
              "feeder": config.feeder.name, "gridsim_version": __version__}
     store = RunStore(config.run_dir / filename, facts)
     steps: set[int] = set()
