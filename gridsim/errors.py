@@ -15,7 +15,7 @@ class InputError(Exception):
     def __init__(self, source: str, field: str, message: str):
         self.source = str(source)
         self.field = field
-        self.message = message
+        self.message = " ".join(str(message).split())  # one line, whatever a library said
         super().__init__(str(self))
 
     def __str__(self) -> str:

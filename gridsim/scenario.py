@@ -167,7 +167,7 @@ def load_scenario(path: str | Path) -> Scenario:
         error = from_validation_error(source, exc)
         head, _, rest = error.field.partition(".")
         short = _SHORT_NAMES.get(head)
-        if short and short in given_as:
+        if short and (short in given_as or (head not in raw and path.suffix != ".json")):
             error = InputError(source, ".".join(filter(None, [short, rest])), error.message)
         raise error from None
 

@@ -71,7 +71,7 @@ def parse_yaml(source: str, text: str, loader: type[yaml.SafeLoader]) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
         raise InputError(source, where, f"invalid YAML: {problem}") from None
     except RecursionError:
         raise InputError(source, "", "nested too deeply to read") from None
