@@ -21,7 +21,11 @@ from gridsim.wiring import Federation, topic
 DEFAULT_BROKER_PORT = 23404
 
 STATUS_FD_ENV = "GRIDSIM_STATUS_FD"
-"""Environment variable naming a file descriptor the supervisor reads progress lines from."""
+"""Environment variable naming a file descriptor the supervisor reads progress lines from:
+`JOINED`, once the federate is registered with the broker, then each granted time (s)."""
+
+JOINED = "joined"
+"""The status line of a federate registered with the broker."""
 
 FAILURE_SUFFIX = ".failed.json"
 """A failing federate writes ``parts/NAME.failed.json`` (time, error) before stopping the

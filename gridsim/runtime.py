@@ -33,7 +33,7 @@ from typing import Any
 from helics.capi import ffi, helicsErrorInitialize, helicsInputGetStringSize, loadSym
 from pydantic import BaseModel
 
-from gridsim.build import FAILURE_SUFFIX, STATUS_FD_ENV, RunSettings, federate_config
+from gridsim.build import FAILURE_SUFFIX, JOINED, STATUS_FD_ENV, RunSettings, federate_config
 from gridsim.errors import InputError
 from gridsim.loop import FederateConfig, Runtime, Step
 from gridsim.messages import MESSAGE_TYPES
@@ -57,6 +57,8 @@ class HelicsRuntime:
                               for port, spec in config.inputs.items()}
         fd = os.environ.get(STATUS_FD_ENV)
         self._status = os.fdopen(int(fd), "w", buffering=1) if fd else None
+        if self._status:
+            self._status.write(f"{JOINED}\n")  # registered: the supervisor may wait on it
         self.timing: dict[str, Any] = {}
         self.stepping: tuple[float, float] | None = None
         """perf_counter() when stepping began and when the last step finished."""

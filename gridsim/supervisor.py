@@ -39,6 +39,7 @@ from gridsim import __version__
 from gridsim.blame import culprit, has_failed, note_exits
 from gridsim.build import (
     FEDERATE_ENV,
+    JOINED,
     STATUS_FD_ENV,
     RunSettings,
     broker_arguments,
@@ -85,6 +86,9 @@ class _Child:
     """It exited before the federation formed (`gridsim.blame`)."""
     launch: str = "spawn"
     """``fork`` or ``spawn`` (`gridsim.processes`)."""
+    joined: bool = False
+    """It said it is registered with the broker (a federate without a status pipe never
+    says so)."""
 
 
 def free_port() -> int:
@@ -279,9 +283,15 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
             result = RunResult(True, run_dir, startup_s=startup_s)
             return result
         if time.perf_counter() - t0 > timeout_s:
-            laggard = min(running or periodic or federates, key=lambda c: c.sim_time)
-            where = (f"stuck at t={laggard.sim_time:.0f} s" if laggard.sim_time >= 0
-                     else "it had not joined the federation")
+            # Not joined: a built-in that never said so, or, while no federate has been
+            # granted time 0 (the federation never formed), any that never said anything.
+            formed = any(c.sim_time >= 0 for c in federates)
+            absent = [c for c in federates if not c.joined and c.proc.poll() is None
+                      and (c.reports or not formed)]
+            laggard = absent[0] if absent else min(running or periodic or federates,
+                                                   key=lambda c: c.sim_time)
+            where = ("it had not joined the federation" if absent
+                     else f"stuck at t={max(laggard.sim_time, 0):.0f} s")
             return _failure(laggard, run_dir,
                             f"wall-clock limit of {timeout_s:.0f} s reached ({where})",
                             startup_s)
@@ -308,8 +318,11 @@ def _read_status(child: _Child, buffers: dict[int, bytes], selector) -> bool:
         return False
     buf = buffers.get(fd, b"") + data
     *lines, buffers[fd] = buf.split(b"\n")
-    if lines:
-        child.sim_time = float(lines[-1])
+    for line in lines:
+        if line == JOINED.encode():
+            child.joined = True
+        else:
+            child.sim_time = float(line)
     return True
 
 

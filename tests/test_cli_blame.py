@@ -131,6 +131,36 @@ def test_exits_after_joining_keep_the_earliest_record(tmp_path):
     assert culprit(federates, tmp_path)[0].name == "recorder"
 
 
+def test_a_record_of_a_federate_still_running_names_no_exit_code(tmp_path):
+    """A failure record written before the process is seen to exit: its error alone, not
+    "(exit code None)"."""
+    record(tmp_path, "dopf", 300.0, "ValueError: bad estimate")
+    federates = [child("feeder", None, sim_time=900.0), child("dopf", None, sim_time=900.0)]
+    assert culprit(federates, tmp_path) == (federates[1], "ValueError: bad estimate")
+
+
+def test_the_watchdog_names_a_federate_that_never_joined_as_such(tmp_path, run_gridsim):
+    """A user's federate that starts and never connects: the watchdog names it and says it
+    had not joined, not that it was "stuck at t=0 s"."""
+    folder = tmp_path / "sleeper"
+    folder.mkdir()
+    (folder / "sleep.py").write_text("import time\ntime.sleep(120)\n")
+    (folder / "component_definition.json").write_text(json.dumps({
+        "version": "0.0.1", "description": "never joins", "execute_function": "python sleep.py",
+        "static_inputs": [], "dynamic_inputs": [], "dynamic_outputs": []}))
+    path = tmp_path / "sleep.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "sleep", "feeder": "ieee13", "duration": "1h", "step": "15m",
+        "components": {"sleeper": "sleeper/component_definition.json"},
+        "federates": {"feeder": {"type": "feeder"}, "sleeper": {"type": "sleeper"}},
+    }, sort_keys=False))
+    code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
+                                  "--timeout", "3", timeout=60)
+    assert code == 1, stderr
+    assert "federate 'sleeper' failed: wall-clock limit of 3 s reached (it had not joined " \
+           "the federation)" in stderr, stderr
+
+
 def test_clean_exit_before_joining_waits_for_a_late_status_line(tmp_path):
     """A clean exit before the federation is seen to form fails the run only after the
     grace, and not at all once a status line shows the federation formed."""

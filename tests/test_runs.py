@@ -229,6 +229,7 @@ def test_killed_federate_fails_the_run(victim, tmp_path, long_ieee123, gridsim_e
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["failed_federate"] == victim
+    assert not (run_dir / "results.sqlite-wal").exists(), "the log is folded into the file"
 
     db = sqlite3.connect(run_dir / "results.sqlite")
     try:
