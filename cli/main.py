@@ -30,13 +30,32 @@ from gridsim.wiring import Federation, load_federation
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
-def _load(path: str) -> Federation:
-    """Load and validate, turning bad input into exit code 2 with one line."""
+def _load(path: str, settings: tuple[str, ...] = (), seed: str | None = None) -> Federation:
+    """Load and validate (with ``--set`` and ``--seed``), turning bad input into exit code 2
+    with one line."""
     try:
-        return load_federation(path)
+        return load_federation(path, _settings(settings, seed))
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def _settings(settings: tuple[str, ...], seed: str | None) -> list[str]:
+    """``--set`` settings in order, then ``--seed`` as ``seed=N``."""
+    return [*settings, *([f"seed={seed}"] if seed is not None else [])]
+
+
+def setting_options(command):
+    """``--set FIELD=VALUE`` (repeatable) and ``--seed N``, for commands that load a
+    scenario."""
+    command = click.option(
+        "--seed", default=None, metavar="N",
+        help="The scenario's seed (same as --set seed=N).")(
+        command)
+    return click.option(
+        "--set", "settings", multiple=True, metavar="FIELD=VALUE",
+        help="Change one field of the scenario, e.g. federates.feeder.parameters.pv_scale=2 "
+             "(repeatable; VALUE is read as YAML; validated like the file).")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,12 +73,13 @@ def cli() -> None:
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Wall-clock limit in seconds (default: the scenario's, else 2 s a step).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@setting_options
 def run(scenario: str, out: str | None, force: bool, timeout_s: float | None,
-        quiet: bool) -> None:
+        quiet: bool, settings: tuple[str, ...], seed: str | None) -> None:
     """Run SCENARIO (YAML or wiring JSON) as a HELICS federation."""
     # Before anything loads NumPy: forked federates inherit this process's BLAS threads.
     os.environ.update({k: v for k, v in FEDERATE_ENV.items() if k not in os.environ})
-    federation = _load(scenario)
+    federation = _load(scenario, settings, seed)
     name = federation.scenario.name
     run_dir = Path(out) if out else Path("runs") / (
         f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}")
@@ -68,6 +88,8 @@ def run(scenario: str, out: str | None, force: bool, timeout_s: float | None,
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    (run_dir / "settings.json").write_text(json.dumps(
+        {"scenario": scenario, "set": _settings(settings, seed)}, indent=2) + "\n")
     bar = None if quiet else _ProgressBar()
     click.echo(f"gridsim {__version__}: {name} on {federation.feeder.name}, "
                f"{federation.scenario.n_steps} steps, {len(federation.federates)} federates "
@@ -164,9 +186,10 @@ class _ProgressBar:
 @click.argument("scenario")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder for system.json, runner.json and federates/*.json.")
-def build(scenario: str, out: str) -> None:
+@setting_options
+def build(scenario: str, out: str, settings: tuple[str, ...], seed: str | None) -> None:
     """Write the federation's wiring, runner and every federate's HELICS config."""
-    federation = _load(scenario)
+    federation = _load(scenario, settings, seed)
     written = write_build(federation, Path(out), RunSettings(run_dir=Path(".")))
     for path in written.values():
         click.echo(str(path))
@@ -174,9 +197,10 @@ def build(scenario: str, out: str) -> None:
 
 @cli.command()
 @click.argument("scenario")
-def validate(scenario: str) -> None:
+@setting_options
+def validate(scenario: str, settings: tuple[str, ...], seed: str | None) -> None:
     """Check SCENARIO against the component definitions; exit 2 on the first problem."""
-    federation = _load(scenario)
+    federation = _load(scenario, settings, seed)
     click.echo(f"ok: {federation.scenario.name}: {len(federation.federates)} federates, "
                f"{len(federation.links)} links ({len(federation.defaulted_links)} defaulted), "
                f"{federation.scenario.n_steps} steps")

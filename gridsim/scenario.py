@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -142,17 +143,21 @@ _YAML_ALIASES = {"duration": "duration_s", "step": "step_s", "timeout": "timeout
 _SHORT_NAMES = {full: short for short, full in _YAML_ALIASES.items()}
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read a scenario YAML or a wiring JSON file; errors name the file and field."""
+def load_scenario(path: str | Path, settings: Sequence[str] = ()) -> Scenario:
+    """Read a scenario YAML or a wiring JSON file, with command-line `settings`
+    (``FIELD=VALUE``, `apply_settings`) applied; errors name the file and field."""
     path = Path(path)
     source = str(path)
     text = read_text(path, "scenario file")
     if path.suffix.lower() == ".json":
         raw = _json_document(source, text)
     else:
-        raw = _yaml_document(source, text)
+        raw = parse_yaml(source, text, _UniqueKeyLoader)
     if not isinstance(raw, dict):
         raise InputError(source, "", "expected a mapping at the top level")
+    apply_settings(raw, settings)
+    if path.suffix.lower() != ".json":
+        raw = _short_names(source, raw)
     given_as = raw.pop("_given_as", [])
     if isinstance(raw.get("links"), list):
         for i, item in enumerate(raw["links"]):
@@ -172,16 +177,42 @@ def load_scenario(path: str | Path) -> Scenario:
         raise error from None
 
 
-def _yaml_document(source: str, text: str) -> Any:
-    raw = parse_yaml(source, text, _UniqueKeyLoader)
-    if isinstance(raw, dict):
-        for short, full in _YAML_ALIASES.items():
-            if short in raw:
-                if full in raw:
-                    raise InputError(source, short, f"given twice (also as {full})")
-                raw[full] = raw.pop(short)
-                raw.setdefault("_given_as", []).append(short)
+def _short_names(source: str, raw: dict) -> dict:
+    """A YAML scenario's short names (``duration``, ``step``, ``timeout``) as the fields'
+    own, remembering which were given short (for error messages)."""
+    for short, full in _YAML_ALIASES.items():
+        if short in raw:
+            if full in raw:
+                raise InputError(source, short, f"given twice (also as {full})")
+            raw[full] = raw.pop(short)
+            raw.setdefault("_given_as", []).append(short)
     return raw
+
+
+def apply_settings(raw: dict, settings: Sequence[str]) -> None:
+    """Apply ``FIELD=VALUE`` settings (``gridsim run --set``) to a scenario document, in
+    order. FIELD is a dotted path of the document's keys (missing mappings are created:
+    ``federates.feeder.parameters.pv_scale``); VALUE is read as YAML (``2`` a number,
+    ``[a, b]`` a list, ``true`` a flag, anything else text). What results is validated
+    exactly as if the file said it; a setting that cannot be applied is an `InputError`
+    naming ``--set`` and the setting."""
+    for setting in settings:
+        field, sep, text = setting.partition("=")
+        field = field.strip()
+        if not sep or not field or any(not part for part in field.split(".")):
+            raise InputError("--set", setting, "expected FIELD=VALUE, FIELD a dotted path "
+                                               "such as federates.feeder.parameters.pv_scale")
+        value = parse_yaml(f"--set {field}", text, yaml.SafeLoader) if text.strip() else None
+        *parents, last = field.split(".")
+        node: Any = raw
+        for i, key in enumerate(parents):
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                raise InputError("--set", field, f"{'.'.join(parents[:i + 1])} is not a "
+                                                 f"mapping in the scenario")
+        node[last] = value
 
 
 def _json_document(source: str, text: str) -> Any:

@@ -9,6 +9,7 @@ file and the field, raised before any process starts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,12 @@ def topic(federate: str, port: str) -> str:
     return f"{federate}/{port}"
 
 
-def load_federation(path: str | Path) -> Federation:
-    """Load a scenario file and resolve it; raises `InputError` on any problem."""
+def load_federation(path: str | Path, settings: Sequence[str] = ()) -> Federation:
+    """Load a scenario file with command-line `settings` (``FIELD=VALUE``,
+    `gridsim.scenario.apply_settings`) and resolve it; raises `InputError` on any
+    problem."""
     path = Path(path)
-    return resolve(load_scenario(path), path)
+    return resolve(load_scenario(path, settings), path)
 
 
 def resolve(scenario: Scenario, source: Path) -> Federation:
