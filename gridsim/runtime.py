@@ -242,7 +242,7 @@ def main(run: Callable[[Runtime], dict], argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     imported_cpu_s = time.process_time()
     try:
-        federation = load_federation(args.system)
+        federation = load_federation(args.system, model_checks=False)  # the supervisor's
         if args.name not in federation.federates:
             raise InputError(args.system, "federates", f"no federate named {args.name!r}")
     except InputError as exc:

@@ -89,15 +89,18 @@ def topic(federate: str, port: str) -> str:
     return f"{federate}/{port}"
 
 
-def load_federation(path: str | Path, settings: Sequence[str] = ()) -> Federation:
+def load_federation(path: str | Path, settings: Sequence[str] = (), *,
+                    model_checks: bool = True) -> Federation:
     """Load a scenario file with command-line `settings` (``FIELD=VALUE``,
     `gridsim.scenario.apply_settings`) and resolve it; raises `InputError` on any
-    problem."""
+    problem. ``model_checks=False`` skips the definitions' ``scenario_check`` hooks (the
+    feeder's compiles the model): a federate re-reading the wiring the supervisor has
+    already checked does not need them."""
     path = Path(path)
-    return resolve(load_scenario(path, settings), path)
+    return resolve(load_scenario(path, settings), path, model_checks=model_checks)
 
 
-def resolve(scenario: Scenario, source: Path) -> Federation:
+def resolve(scenario: Scenario, source: Path, *, model_checks: bool = True) -> Federation:
     """Check `scenario` (read from `source`) and complete it into a `Federation`."""
     where = str(source)
     feeder = feeders.resolve(scenario.feeder, base_dir=source.parent, source=where,
@@ -116,7 +119,7 @@ def resolve(scenario: Scenario, source: Path) -> Federation:
     links = links + defaulted
     check_required_inputs(where, links, instances)
     check_overrides(where, scenario, links, instances)
-    for name, inst in instances.items():
+    for name, inst in instances.items() if model_checks else ():
         for file, field_, message in inst.definition.scenario_problems(
                 name, inst.parameters, feeder, scenario.n_steps, scenario.allow_long_run):
             raise InputError(file or where, field_, message)
