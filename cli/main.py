@@ -103,7 +103,7 @@ def run(scenario: str, out: str | None, force: bool, timeout_s: float | None,
     sys.exit(0 if result.ok else 1)
 
 
-RUN_MARKERS = ("system.json", "summary.json", "runner.json")
+RUN_MARKERS = ("system.json", "summary.json", "runner.json", "settings.json")
 """Files that show a directory holds an earlier run (`--force` empties only those)."""
 
 
