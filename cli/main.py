@@ -183,6 +183,54 @@ class _ProgressBar:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1)
+@click.option("--tolerance", type=float, default=None,
+              help="Exit 1 if a figure differs by more than this x max(1, |first run's|) "
+                   "(0: exactly equal), or a stream by more than this.")
+@click.option("--stream", "streams", multiple=True, metavar="TOPIC[:FIELD]",
+              help="Also compare a recorded stream step by step, e.g. "
+                   "feeder/voltages_magnitude (repeatable).")
+@click.option("--all", "show_all", is_flag=True, help="List every figure, equal or not.")
+def compare(runs: tuple[str, ...], tolerance: float | None, streams: tuple[str, ...],
+            show_all: bool) -> None:
+    """Compare RUNS (run directories, or summary.json files such as a stored golden one):
+    their figures side by side, the first run against the others."""
+    from gridsim import compare as cmp
+
+    try:
+        if len(runs) < 2:
+            raise InputError("compare", "RUNS", "give at least two runs to compare")
+        rows = cmp.compare([cmp.load_summary(Path(r)) for r in runs])
+        stream_rows = {}
+        for spec in streams:
+            topic, _, field = spec.partition(":")
+            stream_rows[spec] = cmp.stream_differences(
+                [Path(r) / "results.sqlite" for r in runs], topic, field or "values")
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    shown = [r for r in rows if show_all or r.deviation > 0]
+    header = ["figure", *[Path(r).name or r for r in runs], "deviation"]
+    table = [[r.path, *[cmp.show(v) for v in r.values], f"{r.deviation:.3g}"] for r in shown]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
+    for line in [header, *table]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    differing = [r for r in rows if r.deviation > 0]
+    click.echo(f"{len(differing)} of {len(rows)} figures differ")
+    drift = [r.path for r in rows if tolerance is not None and r.deviation > tolerance]
+    for spec, per_step in stream_rows.items():
+        worst = max(per_step, key=lambda s: s[1], default=(None, 0.0, ""))
+        click.echo(f"{spec}: largest difference {worst[1]:.6g} at step {worst[0]} "
+                   f"({worst[2] or '-'}); {sum(gap > 0 for _, gap, _ in per_step)} of "
+                   f"{len(per_step)} steps differ")
+        if tolerance is not None and worst[1] > tolerance:
+            drift.append(spec)
+    if drift:
+        click.echo(f"drift beyond {tolerance:g}: {', '.join(drift)}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("scenario")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder for system.json, runner.json and federates/*.json.")
