@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -30,14 +31,19 @@ from gridsim.wiring import Federation, load_federation
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
+def _bad_input(exc: InputError) -> NoReturn:
+    """Bad input: its one line on stderr, exit code 2."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
 def _load(path: str, settings: tuple[str, ...] = (), seed: str | None = None) -> Federation:
     """Load and validate (with ``--set`` and ``--seed``), turning bad input into exit code 2
     with one line."""
     try:
         return load_federation(path, _settings(settings, seed))
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _bad_input(exc)
 
 
 def _settings(settings: tuple[str, ...], seed: str | None) -> list[str]:
@@ -86,8 +92,7 @@ def run(scenario: str, out: str | None, force: bool, timeout_s: float | None,
     try:
         prepare_run_dir(run_dir, force)
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _bad_input(exc)
     (run_dir / "settings.json").write_text(json.dumps(
         {"scenario": scenario, "set": _settings(settings, seed)}, indent=2) + "\n")
     bar = None if quiet else _ProgressBar()
@@ -207,8 +212,7 @@ def compare(runs: tuple[str, ...], tolerance: float | None, streams: tuple[str, 
             stream_rows[spec] = cmp.stream_differences(
                 [Path(r) / "results.sqlite" for r in runs], topic, field or "values")
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _bad_input(exc)
     shown = [r for r in rows if show_all or r.deviation > 0]
     header = ["figure", *[Path(r).name or r for r in runs], "deviation"]
     table = [[r.path, *[cmp.show(v) for v in r.values], f"{r.deviation:.3g}"] for r in shown]
@@ -312,8 +316,7 @@ def audit(run_dir: str) -> None:
     try:
         result = audit_run(Path(run_dir))
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _bad_input(exc)
     for code, where, detail in result.findings:
         click.echo(f"{code}\t{where}\t{detail}")
     click.echo(f"{len(result.findings)} findings; {result.rounds} rounds, {result.checks} "

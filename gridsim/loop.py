@@ -77,9 +77,10 @@ class Clock:
         if only is None:
             yield from enumerate(self.grants())
             return
-        wanted = sorted(set(only))
+        wanted = set(only)
+        last = max(wanted, default=-1)
         for k, t in enumerate(self.grants()):
-            if not wanted or k > wanted[-1]:
+            if k > last:
                 return
             if k in wanted:
                 yield k, t

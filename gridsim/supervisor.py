@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridsim import __version__
-from gridsim.blame import culprit, has_failed, note_exits
+from gridsim.blame import culprit, formed, has_failed, note_exits
 from gridsim.build import (
     FEDERATE_ENV,
     JOINED,
@@ -285,9 +285,9 @@ def _watch(children: list[_Child], run_dir: Path, t0: float, timeout_s: float,
         if time.perf_counter() - t0 > timeout_s:
             # Not joined: a built-in that never said so, or, while no federate has been
             # granted time 0 (the federation never formed), any that never said anything.
-            formed = any(c.sim_time >= 0 for c in federates)
+            started = formed(federates)
             absent = [c for c in federates if not c.joined and c.proc.poll() is None
-                      and (c.reports or not formed)]
+                      and (c.reports or not started)]
             laggard = absent[0] if absent else min(running or periodic or federates,
                                                    key=lambda c: c.sim_time)
             where = ("it had not joined the federation" if absent

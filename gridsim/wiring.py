@@ -123,9 +123,10 @@ def resolve(scenario: Scenario, source: Path, *, model_checks: bool = True) -> F
         for file, field_, message in inst.definition.scenario_problems(
                 name, inst.parameters, feeder, scenario.n_steps, scenario.allow_long_run):
             raise InputError(file or where, field_, message)
-    for name, inst in instances.items():
-        if inst.timing.after_inputs:
-            inst.timing = _after_inputs(scenario, links, instances, name)
+    resolved = {name: _after_inputs(scenario, links, instances, name)
+                for name, inst in instances.items() if inst.timing.after_inputs}
+    for name, timing in resolved.items():  # from the declared timings, in any order
+        instances[name].timing = timing
     return Federation(scenario, source, instances, links, feeder, defaulted)
 
 

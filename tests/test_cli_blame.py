@@ -26,23 +26,28 @@ from gridsim.build import FAILURE_SUFFIX
 from gridsim.supervisor import _Child
 
 
-def quitter_scenario(tmp_path: Path, code: int, delay_s: float = 0.0) -> Path:
-    """ieee13 for an hour: a feeder, and a user's federate whose process exits with `code`
-    after `delay_s`, without ever touching HELICS."""
-    folder = tmp_path / "quitter"
+def helics_free_scenario(tmp_path: Path, type_name: str, script: str) -> Path:
+    """ieee13 for an hour: a feeder, and a user's federate `type_name` that runs the Python
+    `script` and never touches HELICS."""
+    folder = tmp_path / type_name
     folder.mkdir()
-    (folder / "quit.py").write_text(f"import sys, time\ntime.sleep({delay_s})\n"
-                                    f"sys.exit({code})\n")
+    (folder / "main.py").write_text(script)
     (folder / "component_definition.json").write_text(json.dumps({
-        "version": "0.0.1", "description": "exits at once", "execute_function": "python quit.py",
+        "version": "0.0.1", "description": "never joins", "execute_function": "python main.py",
         "static_inputs": [], "dynamic_inputs": [], "dynamic_outputs": []}))
-    path = tmp_path / "quit.yaml"
+    path = tmp_path / f"{type_name}.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "quit", "feeder": "ieee13", "duration": "1h", "step": "15m",
-        "components": {"quitter": "quitter/component_definition.json"},
-        "federates": {"feeder": {"type": "feeder"}, "quitter": {"type": "quitter"}},
+        "name": type_name, "feeder": "ieee13", "duration": "1h", "step": "15m",
+        "components": {type_name: f"{type_name}/component_definition.json"},
+        "federates": {"feeder": {"type": "feeder"}, type_name: {"type": type_name}},
     }, sort_keys=False))
     return path
+
+
+def quitter_scenario(tmp_path: Path, code: int, delay_s: float = 0.0) -> Path:
+    """A user's federate whose process exits with `code` after `delay_s`."""
+    return helics_free_scenario(tmp_path, "quitter", f"import sys, time\n"
+                                f"time.sleep({delay_s})\nsys.exit({code})\n")
 
 
 @pytest.mark.parametrize("code, delay_s", [(3, 0.0), (3, 3.0), (0, 0.0)],
@@ -142,18 +147,7 @@ def test_a_record_of_a_federate_still_running_names_no_exit_code(tmp_path):
 def test_the_watchdog_names_a_federate_that_never_joined_as_such(tmp_path, run_gridsim):
     """A user's federate that starts and never connects: the watchdog names it and says it
     had not joined, not that it was "stuck at t=0 s"."""
-    folder = tmp_path / "sleeper"
-    folder.mkdir()
-    (folder / "sleep.py").write_text("import time\ntime.sleep(120)\n")
-    (folder / "component_definition.json").write_text(json.dumps({
-        "version": "0.0.1", "description": "never joins", "execute_function": "python sleep.py",
-        "static_inputs": [], "dynamic_inputs": [], "dynamic_outputs": []}))
-    path = tmp_path / "sleep.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "sleep", "feeder": "ieee13", "duration": "1h", "step": "15m",
-        "components": {"sleeper": "sleeper/component_definition.json"},
-        "federates": {"feeder": {"type": "feeder"}, "sleeper": {"type": "sleeper"}},
-    }, sort_keys=False))
+    path = helics_free_scenario(tmp_path, "sleeper", "import time\ntime.sleep(120)\n")
     code, _, stderr = run_gridsim("run", path, "--out", tmp_path / "run", "--quiet",
                                   "--timeout", "3", timeout=60)
     assert code == 1, stderr

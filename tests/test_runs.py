@@ -86,6 +86,28 @@ def federate_pid(proc_tools, module: str, run_dir: Path) -> int:
     return found[0]
 
 
+def check_cut_short(db_path: Path, tmp_path: Path) -> None:
+    """The database of a run stopped early, read from a copy of its file alone: intact,
+    steps 0..k-1 for some k >= 5 short of the end, each with every node's value."""
+    alone = tmp_path / "alone.sqlite"
+    alone.write_bytes(db_path.read_bytes())
+    db = sqlite3.connect(alone)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        steps = recorded_steps(db, "feeder/voltages_magnitude")
+        (n_nodes,) = db.execute(
+            "SELECT COUNT(DISTINCT id) FROM samples_named "
+            "WHERE topic = 'feeder/voltages_magnitude' AND field = 'values'").fetchone()
+        per_step = db.execute(
+            "SELECT step, COUNT(*) FROM samples_named WHERE topic = "
+            "'feeder/voltages_magnitude' AND field = 'values' GROUP BY step").fetchall()
+    finally:
+        db.close()
+    assert len(steps) >= 5 and steps == list(range(len(steps)))
+    assert len(steps) < 2880, "the run should have been cut short"
+    assert n_nodes > 0 and all(n == n_nodes for _, n in per_step), "a step was half-written"
+
+
 @pytest.fixture
 def long_ieee123(tmp_path, write_scenario):
     """ieee123 over 30 days (2,880 steps; daily mode repeats the daily shapes): long enough
@@ -231,21 +253,7 @@ def test_killed_federate_fails_the_run(victim, tmp_path, long_ieee123, gridsim_e
     assert summary["status"] == "failed" and summary["failed_federate"] == victim
     assert not (run_dir / "results.sqlite-wal").exists(), "the log is folded into the file"
 
-    db = sqlite3.connect(run_dir / "results.sqlite")
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        steps = recorded_steps(db, "feeder/voltages_magnitude")
-        (n_nodes,) = db.execute(
-            "SELECT COUNT(DISTINCT id) FROM samples_named "
-            "WHERE topic = 'feeder/voltages_magnitude' AND field = 'values'").fetchone()
-        per_step = db.execute(
-            "SELECT step, COUNT(*) FROM samples_named WHERE topic = "
-            "'feeder/voltages_magnitude' AND field = 'values' GROUP BY step").fetchall()
-    finally:
-        db.close()
-    assert len(steps) >= 5 and steps == list(range(len(steps)))
-    assert len(steps) < 2880, "the run should have been cut short"
-    assert n_nodes > 0 and all(n == n_nodes for _, n in per_step), "a step was half-written"
+    check_cut_short(run_dir / "results.sqlite", tmp_path)
 
 
 @pytest.mark.slow
@@ -276,19 +284,7 @@ def test_signals_in_a_burst_give_one_clean_stop(signals, tmp_path, long_ieee123,
     assert leftovers(proc_tools, run_dir, port) == {}
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
     assert not (run_dir / "results.sqlite-wal").exists()
-    alone = tmp_path / "alone.sqlite"
-    alone.write_bytes((run_dir / "results.sqlite").read_bytes())
-    db = sqlite3.connect(alone)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        steps = recorded_steps(db, "feeder/voltages_magnitude")
-        per_step = db.execute(
-            "SELECT step, COUNT(*) FROM samples_named WHERE topic = "
-            "'feeder/voltages_magnitude' AND field = 'values' GROUP BY step").fetchall()
-    finally:
-        db.close()
-    assert len(steps) >= 5 and steps == list(range(len(steps)))
-    assert len({n for _, n in per_step}) == 1, "a step was half-written"
+    check_cut_short(run_dir / "results.sqlite", tmp_path)
 
 
 @pytest.mark.slow

@@ -26,19 +26,26 @@ Calcv
 SHAPE = [0.5, 0.8, 1.0, 0.7]
 
 
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory, run_gridsim):
-    folder = tmp_path_factory.mktemp("user-feeder")
-    (folder / "model").mkdir()
-    (folder / "model" / "master.dss").write_text(MASTER)
+def user_scenario(folder, master_text: str, **changes):
+    """``folder/model/master.dss`` holding `master_text`, and ``folder/mini.yaml`` running
+    it for a day at 6-hour steps with a recorder; `changes` replace top-level keys."""
+    (folder / "model").mkdir(exist_ok=True)
+    (folder / "model" / "master.dss").write_text(master_text)
     scenario = {
         "name": "mini", "feeder": "model/master.dss", "start": "2026-07-01T00:00:00",
         "duration": "24h", "step": "6h", "seed": 1,
         "federates": {"feeder": {"type": "feeder"}, "recorder": {"type": "recorder"}},
-        "links": ["feeder.* -> recorder.subscription"],
+        "links": ["feeder.* -> recorder.subscription"], **changes,
     }
     path = folder / "mini.yaml"
     path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory, run_gridsim):
+    folder = tmp_path_factory.mktemp("user-feeder")
+    path = user_scenario(folder, MASTER)
     out = folder / "run"
     code, _, stderr = run_gridsim("run", path, "--out", out, "--quiet", timeout=120)
     assert code == 0, stderr
@@ -89,18 +96,9 @@ def test_a_users_model_folder_is_left_as_it_was(tmp_path_factory, run_gridsim):
     """A master that solves and exports while it is read (as users' models do): OpenDSS
     writes into the run directory, and the model's folder is byte for byte as before."""
     folder = tmp_path_factory.mktemp("exporting-feeder")
+    path = user_scenario(folder, MASTER + "Solve\nExport voltages\n", duration="12h")
     model = folder / "model"
-    model.mkdir()
-    (model / "master.dss").write_text(MASTER + "Solve\nExport voltages\n")
     before = {p.name: p.read_bytes() for p in model.iterdir()}
-    scenario = {
-        "name": "exporting", "feeder": "model/master.dss", "start": "2026-07-01T00:00:00",
-        "duration": "12h", "step": "6h", "seed": 1,
-        "federates": {"feeder": {"type": "feeder"}, "recorder": {"type": "recorder"}},
-        "links": ["feeder.* -> recorder.subscription"],
-    }
-    path = folder / "exporting.yaml"
-    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
     out = folder / "run"
     code, _, stderr = run_gridsim("run", path, "--out", out, "--quiet", timeout=120)
     assert code == 0, stderr
@@ -112,14 +110,11 @@ def test_a_users_model_folder_is_left_as_it_was(tmp_path_factory, run_gridsim):
 
 
 def _scenario(folder, master_text: str, **changes):
+    """`user_scenario` with the feeder alone, and what ``gridsim validate`` says of it."""
     from helpers import gridsim
 
-    (folder / "model").mkdir(exist_ok=True)
-    (folder / "model" / "master.dss").write_text(master_text)
-    scenario = {"name": "mini", "feeder": "model/master.dss", "duration": "24h", "step": "6h",
-                "federates": {"feeder": {"type": "feeder"}}, **changes}
-    path = folder / "mini.yaml"
-    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    changes = {"federates": {"feeder": {"type": "feeder"}}, "links": [], **changes}
+    path = user_scenario(folder, master_text, **changes)
     return path, gridsim("validate", str(path))
 
 

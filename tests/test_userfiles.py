@@ -6,7 +6,6 @@ one line naming the file, before any process starts."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
@@ -29,16 +28,14 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
 
 def test_an_alias_bomb_is_refused_before_it_explodes(tmp_path):
     """Nine levels of nine aliases, a few hundred bytes, 387 million values once expanded:
-    refused by validate and by run, in well under a second."""
+    refused by validate and by run before anything expands them."""
     path = tmp_path / "bomb.yaml"
     path.write_text(alias_bomb())
     assert path.stat().st_size < 2000
-    start = time.perf_counter()
     validate_error(path, None, "aliases", f"{MAX_VALUES:,}")
     out = tmp_path / "run"
     result = gridsim("run", str(path), "--out", str(out), "--quiet")
     assert_input_error(result, path, None, "aliases")
-    assert time.perf_counter() - start < 30
     assert not out.exists(), "nothing is written for a refused scenario"
 
 

@@ -26,12 +26,9 @@ def run(rt: Runtime) -> dict:
     """Publish the policy in force; returns the summary part (every revision published)."""
     settings = RegulatorSettings.from_parameters(rt.config.parameters)
     published: list[dict] = []
-    current = -1
     rt.enter()
     for step in rt.step_times(only=publishing_steps(settings, rt.config.clock)):
-        policy = settings.policy_at(step.time_s)
-        if policy.revision != current:
-            rt.publish("policy", policy)
-            current = policy.revision
-            published.append(policy.model_dump(exclude={"time_s"}) | {"from_s": step.time_s})
+        policy = settings.policy_at(step.time_s)  # a new revision at every step granted
+        rt.publish("policy", policy)
+        published.append(policy.model_dump(exclude={"time_s"}) | {"from_s": step.time_s})
     return {"revisions": published}
